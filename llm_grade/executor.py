@@ -1,0 +1,316 @@
+"""The side of the submission handle that runs next to learner code.
+
+An :class:`Executor` imports a submission, keeps the objects it builds in a table, and
+answers plain requests (``build``, ``call``, ``load_state_dict``, ...) with plain replies:
+tensors, numbers, strings, lists, dicts, and error records. It never decides a score.
+
+In ``--isolation none`` it runs inside the grading process; in ``--isolation process`` the
+same class runs inside a sandboxed worker and only the transport between the two changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import itertools
+import linecache
+import math
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .components import module_of
+from .forbidden import RuntimeGuard, Violation
+
+CALL_SEED = 1234  # every call starts from the same RNG state: dropout masks are reproducible
+_package_ids = itertools.count()
+
+
+class Ref(dict):
+    """A reference to an object in the executor's table, as plain data: ``{"ref": id}``."""
+
+    @classmethod
+    def to(cls, id_: int, component: str) -> Ref:
+        return cls(ref=id_, component=component)
+
+
+class _Forbidden(Exception):
+    def __init__(self, violation: Violation):
+        super().__init__(f"{violation.api} is forbidden in {violation.component}")
+        self.violation = violation
+
+
+def learner_traceback(exc: BaseException, root: Path, limit: int = 8) -> str:
+    """Format ``exc``'s traceback keeping only frames from the submission's files."""
+    root_s = str(root)
+    lines = []
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(root_s)]
+    if isinstance(exc, SyntaxError) and exc.filename and exc.filename.startswith(root_s):
+        lines.append(f'  File "{Path(exc.filename).name}", line {exc.lineno}')
+        if exc.text:
+            lines.append(f"    {exc.text.strip()}")
+    for frame in frames[-limit:]:
+        lines.append(f'  File "{Path(frame.filename).name}", line {frame.lineno}, in {frame.name}')
+        code = frame.line or linecache.getline(frame.filename, frame.lineno or 0).strip()
+        if code:
+            lines.append(f"    {code}")
+    return "\n".join(lines)
+
+
+class Executor:
+    """Import a submission folder and run requests against it."""
+
+    def __init__(self, root: str | Path, forbidden: dict[str, list[str]] | None = None):
+        self.root = Path(root).resolve()
+        self.objects: dict[int, Any] = {}
+        self._ids = itertools.count(1)
+        self._modules: dict[str, Any] = {}
+        self._import_errors: dict[str, dict] = {}
+        self.package = f"_llm_grade_submission_{next(_package_ids)}"
+        self.guard = RuntimeGuard(self.root, forbidden or {}, _Forbidden)
+        self._make_package()
+
+    # ------------------------------------------------------------------ loading
+
+    def _make_package(self) -> None:
+        init = self.root / "__init__.py"
+        if init.is_file():
+            spec = importlib.util.spec_from_file_location(
+                self.package, init, submodule_search_locations=[str(self.root)]
+            )
+        else:  # a folder of modules without __init__.py still works as a package
+            spec = importlib.machinery.ModuleSpec(self.package, None, is_package=True)
+            spec.submodule_search_locations = [str(self.root)]
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[self.package] = package
+        if init.is_file():
+            try:
+                with self.guard.active():
+                    spec.loader.exec_module(package)
+            except BaseException as exc:  # noqa: BLE001 - learner code may raise anything
+                self._import_errors["__init__"] = self._error(exc, "__init__", "import __init__.py")
+
+    def _module(self, name: str):
+        if name in self._modules:
+            return self._modules[name]
+        if "__init__" in self._import_errors:
+            raise _ImportFailed(self._import_errors["__init__"])
+        if name in self._import_errors:
+            raise _ImportFailed(self._import_errors[name])
+        if not (self.root / f"{name}.py").is_file():
+            record = {
+                "kind": "missing",
+                "component": name,
+                "message": f"Your submission has no {name}.py (expected in {self.root}).",
+            }
+            self._import_errors[name] = record
+            raise _ImportFailed(record)
+        try:
+            with self.guard.active():
+                module = importlib.import_module(f"{self.package}.{name}")
+        except BaseException as exc:  # noqa: BLE001
+            self._import_errors[name] = self._error(exc, name, f"import {name}.py")
+            raise _ImportFailed(self._import_errors[name]) from None
+        self._modules[name] = module
+        return module
+
+    def _lookup(self, component: str):
+        module = self._module(module_of(component))
+        try:
+            return getattr(module, component)
+        except AttributeError:
+            raise _ImportFailed(
+                {
+                    "kind": "missing",
+                    "component": component,
+                    "message": f"{module_of(component)}.py defines no `{component}`: "
+                    f"API.md asks for it with exactly this name.",
+                }
+            ) from None
+
+    # ------------------------------------------------------------------ errors
+
+    def _error(self, exc: BaseException, component: str, call: str) -> dict:
+        if isinstance(exc, _Forbidden):
+            v = exc.violation
+            return {
+                "kind": "forbidden",
+                "component": v.component,
+                "api": v.api,
+                "file": v.file,
+                "line": v.line,
+            }
+        if isinstance(exc, NotImplementedError):
+            return {
+                "kind": "not_implemented",
+                "component": component,
+                "call": call,
+                "message": str(exc),
+            }
+        if isinstance(exc, _ImportFailed):
+            return exc.record
+        message = str(exc)
+        if len(message) > 2000:
+            message = message[:2000] + " …"
+        return {
+            "kind": "exception",
+            "component": component,
+            "call": call,
+            "exc_type": type(exc).__name__,
+            "message": message,
+            "traceback": learner_traceback(exc, self.root),
+        }
+
+    # ------------------------------------------------------------------ requests
+
+    def handle(self, request: dict) -> dict:
+        """Answer a request with ``{"ok": True, "value": v}`` or ``{"ok": False, "error": {}}``."""
+        op = request["op"]
+        component = request.get("component", "")
+        try:
+            value = getattr(self, f"op_{op}")(**request.get("args", {}))
+        except _ImportFailed as exc:
+            return {"ok": False, "error": exc.record}
+        except BaseException as exc:  # noqa: BLE001 - learner code may raise anything
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            return {"ok": False, "error": self._error(exc, component, request.get("call", op))}
+        return {"ok": True, "value": value}
+
+    def _obj(self, ref: dict) -> Any:
+        return self.objects[ref["ref"]]
+
+    def _resolve(self, value: Any) -> Any:
+        """Replace refs by the objects they stand for, recursively."""
+        if isinstance(value, dict) and "ref" in value and len(value) <= 2:
+            return self._obj(value)
+        if isinstance(value, (list, tuple)):
+            return type(value)(self._resolve(v) for v in value)
+        if isinstance(value, dict):
+            return {k: self._resolve(v) for k, v in value.items()}
+        return value
+
+    def _store(self, obj: Any, component: str) -> Ref:
+        id_ = next(self._ids)
+        self.objects[id_] = obj
+        return Ref.to(id_, component)
+
+    def op_build(self, component: str, args: list, kwargs: dict) -> Ref:
+        cls = self._lookup(component)
+        torch.manual_seed(0)  # parameter initialisation is reproducible
+        with self.guard.active():
+            obj = cls(*self._resolve(args), **self._resolve(kwargs))
+        if not isinstance(obj, nn.Module):
+            raise TypeError(
+                f"{component}(...) built a {type(obj).__name__}, not an nn.Module; "
+                f"does the class inherit from nn.Module?"
+            )
+        return self._store(obj, component)
+
+    def op_call(
+        self,
+        target: Any,
+        method: str | None,
+        args: list,
+        kwargs: dict,
+        echo_inputs: bool = False,
+        grad: bool = False,
+    ) -> Any:
+        if isinstance(target, str):
+            fn = self._lookup(target)
+        else:
+            obj = self._obj(target)
+            fn = obj if method in (None, "forward") else getattr(obj, method)
+        args, kwargs = self._resolve(args), self._resolve(kwargs)
+        torch.manual_seed(CALL_SEED)
+        with self.guard.active(), torch.set_grad_enabled(grad):
+            out = fn(*args, **kwargs)
+        if echo_inputs:
+            return {"out": out, "args": list(args), "kwargs": kwargs}
+        return out
+
+    def op_gradients(
+        self, target: dict, method: str | None, args: list, kwargs: dict, seed: int = 0
+    ) -> dict:
+        """Backpropagate a fixed random projection of the output; return each parameter's grad."""
+        obj = self._obj(target)
+        obj.zero_grad(set_to_none=True)
+        out = self.op_call(target, method, args, kwargs, grad=True)
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"forward returned a {type(out).__name__}, not a tensor")
+        weights = torch.randn(
+            out.shape,
+            generator=torch.Generator().manual_seed(seed),
+            dtype=out.dtype if out.is_floating_point() else torch.float32,
+        )
+        with self.guard.active():
+            (out * weights.to(out.device)).sum().backward()
+        return {
+            name: (None if p.grad is None else p.grad.detach().clone())
+            for name, p in obj.named_parameters()
+        }
+
+    def op_state_dict(self, target: dict) -> dict:
+        return {k: v.detach().clone() for k, v in self._obj(target).state_dict().items()}
+
+    def op_load_state_dict(self, target: dict, state_dict: dict) -> dict:
+        obj = self._obj(target)
+        own = obj.state_dict()
+        report = {
+            "missing": sorted(set(state_dict) - set(own)),
+            "unexpected": sorted(set(own) - set(state_dict)),
+            "shape_mismatch": sorted(
+                [k, list(own[k].shape), list(v.shape)]
+                for k, v in state_dict.items()
+                if k in own and own[k].shape != v.shape
+            ),
+        }
+        if not any(report.values()):
+            with self.guard.active(), torch.no_grad():
+                obj.load_state_dict(state_dict, strict=True)
+        return report
+
+    def op_configure(
+        self,
+        target: dict,
+        train: bool | None = None,
+        dtype: str | None = None,
+        device: str | None = None,
+    ) -> None:
+        obj = self._obj(target)
+        if train is not None:
+            obj.train(train)
+        if dtype is not None or device is not None:
+            obj.to(device=device, dtype=getattr(torch, dtype) if dtype else None)
+
+    def op_inject(self, target: dict, path: str, oracle: dict) -> None:
+        """Replace the sub-module at ``path`` (e.g. ``"blocks.0.attn"``) by another object."""
+        owner = self._obj(target)
+        *parents, leaf = path.split(".")
+        for name in parents:
+            owner = getattr(owner, name)
+        setattr(owner, leaf, self._obj(oracle))
+
+    def op_specimen(self, name: str, kwargs: dict) -> Ref:
+        from . import specimens
+
+        return self._store(getattr(specimens, name)(**kwargs), name)
+
+    def adopt(self, obj: Any, component: str) -> Ref:
+        """Put a trusted object (an oracle) into the table (in-process transport only)."""
+        return self._store(obj, component)
+
+
+class _ImportFailed(Exception):
+    def __init__(self, record: dict):
+        super().__init__(record.get("message", "import failed"))
+        self.record = record
+
+
+__all__ = ["Executor", "Ref", "CALL_SEED", "learner_traceback", "math"]

@@ -1,0 +1,292 @@
+"""The forbidden-API rule: a static scan of the submission's source and a runtime guard.
+
+API.md forbids some library calls per component (``softmax`` may not call ``torch.softmax``).
+The static scan reads the source on the trusted side and finds direct uses, resolving import
+aliases (``import torch.nn.functional as F``). The runtime guard catches what a scan cannot
+see (``getattr(F, "soft" + "max")``): while learner code runs, each forbidden function is
+wrapped; a call walks up the stack to the innermost frame in the submission's files and
+blames the graded component whose source holds that frame.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import functools
+import importlib
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .components import COMPONENTS
+
+# API.md, "What a component may not call" (the default rubric repeats it, instructors edit it)
+DEFAULT_FORBIDDEN: dict[str, list[str]] = {
+    "softmax": [
+        "torch.softmax",
+        "torch.nn.functional.softmax",
+        "torch.Tensor.softmax",
+        "torch.nn.functional.log_softmax",
+        "torch.special.softmax",
+    ],
+    **{
+        name: ["torch.nn.functional.scaled_dot_product_attention", "torch.nn.MultiheadAttention"]
+        for name in ("scaled_dot_product_attention", "AttentionHead", "MultiHeadAttention")
+    },
+    **{name: ["torch.nn.functional.gelu", "torch.nn.GELU"] for name in ("gelu", "FeedForward")},
+    "LayerNorm": ["torch.nn.functional.layer_norm", "torch.nn.LayerNorm"],
+    **{
+        name: ["torch.nn.Transformer*"]
+        for name in (
+            "EncoderLayer",
+            "DecoderLayer",
+            "TransformerBlock",
+            "Encoder",
+            "Decoder",
+            "Transformer",
+            "GPT",
+            "greedy_decode",
+        )
+    },
+}
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A forbidden call found in a component's code."""
+
+    component: str
+    api: str
+    file: str
+    line: int
+    how: str  # "static" (found in the source) or "runtime" (caught while running)
+
+
+def matches(name: str, patterns: Iterable[str]) -> str | None:
+    """The first pattern (``fnmatch`` style) that the dotted ``name`` matches, if any."""
+    for pattern in patterns:
+        if fnmatch.fnmatchcase(name, pattern):
+            return pattern
+    return None
+
+
+# --------------------------------------------------------------------------- static scan
+
+
+def _aliases(tree: ast.Module) -> dict[str, str]:
+    """Local name -> dotted module path, from the module's imports."""
+    names: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    names[alias.asname] = alias.name
+                else:
+                    top = alias.name.split(".")[0]
+                    names[top] = top
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return names
+
+
+def _dotted(node: ast.AST, aliases: Mapping[str, str]) -> str | None:
+    """Resolve ``F.softmax`` to ``torch.nn.functional.softmax`` (None if not from an import)."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name) and node.id in aliases:
+        return ".".join([aliases[node.id], *reversed(parts)])
+    return None
+
+
+def _canonical(name: str) -> str:
+    # torch.nn classes also live under torch.nn.modules.*; use the names API.md uses
+    for alt, canon in (
+        ("torch.nn.modules.activation.", "torch.nn."),
+        ("torch.nn.modules.normalization.", "torch.nn."),
+        ("torch.nn.modules.transformer.", "torch.nn."),
+    ):
+        if name.startswith(alt):
+            return canon + name[len(alt) :]
+    return name
+
+
+def scan_source(
+    source: str, module: str, filename: str, forbidden: Mapping[str, list[str]]
+) -> list[Violation]:
+    """Forbidden uses inside the graded components that ``module``'s source defines."""
+    try:
+        tree = ast.parse(source, filename=filename)
+    except SyntaxError:
+        return []  # the import fails anyway and is reported as an error
+    aliases = _aliases(tree)
+    found: list[Violation] = []
+    for node in tree.body:
+        if not isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
+            continue
+        if COMPONENTS.get(node.name) != module or not forbidden.get(node.name):
+            continue
+        patterns = forbidden[node.name]
+        tensor_methods = {p.rsplit(".", 1)[1] for p in patterns if p.startswith("torch.Tensor.")}
+        for sub in ast.walk(node):
+            api = None
+            if isinstance(sub, (ast.Attribute, ast.Name)):
+                dotted = _dotted(sub, aliases)
+                if dotted and matches(_canonical(dotted), patterns):
+                    api = _canonical(dotted)
+                elif (
+                    isinstance(sub, ast.Attribute) and sub.attr in tensor_methods and dotted is None
+                ):
+                    api = f"torch.Tensor.{sub.attr}"  # x.softmax(...) on some tensor
+            if api:
+                found.append(Violation(node.name, api, Path(filename).name, sub.lineno, "static"))
+    # one report per (component, api, line): ``F.softmax`` is both a Name and an Attribute
+    return sorted(set(found), key=lambda v: (v.component, v.line, v.api))
+
+
+def scan_submission(root: Path, forbidden: Mapping[str, list[str]]) -> list[Violation]:
+    """Scan every module file of a submission folder."""
+    found: list[Violation] = []
+    for module in dict.fromkeys(COMPONENTS.values()):
+        path = root / f"{module}.py"
+        if path.is_file():
+            found += scan_source(
+                path.read_text(encoding="utf-8", errors="replace"), module, str(path), forbidden
+            )
+    return found
+
+
+# --------------------------------------------------------------------------- runtime guard
+
+
+class _SourceIndex:
+    """Which graded component's source holds a given (file, line) of the submission."""
+
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+        self.spans: dict[str, list[tuple[int, int, str]]] = {}
+        for module in dict.fromkeys(COMPONENTS.values()):
+            path = self.root / f"{module}.py"
+            try:
+                tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+            except (OSError, SyntaxError):
+                continue
+            self.spans[str(path)] = [
+                (n.lineno, n.end_lineno or n.lineno, n.name)
+                for n in tree.body
+                if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                and COMPONENTS.get(n.name) == module
+            ]
+
+    def in_submission(self, filename: str) -> bool:
+        return filename.startswith(str(self.root))
+
+    def component_at(self, filename: str, line: int) -> str | None:
+        for start, end, name in self.spans.get(filename, ()):
+            if start <= line <= end:
+                return name
+        return None
+
+
+class RuntimeGuard:
+    """Wrap forbidden APIs so that a call from a component that may not use them raises.
+
+    The wrappers pass every call through unchanged unless a submission frame is on the
+    stack and the component it belongs to forbids that API.
+    """
+
+    def __init__(self, root: Path, forbidden: Mapping[str, list[str]], make_error):
+        self.index = _SourceIndex(root)
+        self.forbidden = forbidden
+        self.make_error = make_error  # Violation -> exception to raise
+        self.violations: list[Violation] = []
+        self._patched: list[tuple[object, str, object]] = []
+        self._depth = 0
+
+    def _blame(self, api: str) -> Violation | None:
+        frame = sys._getframe(2)
+        first: tuple[str, int] | None = None
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            if self.index.in_submission(filename):
+                if first is None:
+                    first = (filename, frame.f_lineno)
+                component = self.index.component_at(filename, frame.f_lineno)
+                if component is not None:
+                    if matches(api, self.forbidden.get(component, ())):
+                        return Violation(component, api, Path(first[0]).name, first[1], "runtime")
+                    return None
+            frame = frame.f_back
+        return None
+
+    def _wrap(self, api: str, fn):
+        guard = self
+
+        @functools.wraps(fn)
+        def guarded(*args, **kwargs):
+            violation = guard._blame(api)
+            if violation is not None:
+                guard.violations.append(violation)
+                raise guard.make_error(violation)
+            return fn(*args, **kwargs)
+
+        guarded.__llm_grade_guarded__ = True
+        return guarded
+
+    @functools.cached_property
+    def _targets(self) -> list[tuple[object, str, str]]:
+        """(owner, attribute, api name) for every forbidden API that can be resolved here."""
+        import torch
+
+        targets = []
+
+        patterns = {p for ps in self.forbidden.values() for p in ps}
+        for pattern in sorted(patterns):
+            owner_path, _, attr = pattern.rpartition(".")
+            try:
+                owner = (
+                    torch.Tensor
+                    if owner_path == "torch.Tensor"
+                    else importlib.import_module(owner_path)
+                )
+            except ImportError:
+                continue
+            names = fnmatch.filter(dir(owner), attr) if any(c in attr for c in "*?[") else [attr]
+            targets += [(owner, name, f"{owner_path}.{name}") for name in names]
+        return targets
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Install the wrappers for the duration of a call into learner code."""
+        import torch
+
+        self._depth += 1
+        if self._depth > 1:  # already installed by an outer call
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        for owner, attr, api in self._targets:
+            original = getattr(owner, attr, None)
+            if original is None or getattr(original, "__llm_grade_guarded__", False):
+                continue
+            if isinstance(original, type) and issubclass(original, torch.nn.Module):
+                # a class: guard its constructor, which every alias of the class shares
+                init = original.__init__
+                self._patched.append((original, "__init__", init))
+                original.__init__ = self._wrap(api, init)
+            else:
+                self._patched.append((owner, attr, original))
+                setattr(owner, attr, self._wrap(api, original))
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            while self._patched:
+                owner, attr, original = self._patched.pop()
+                setattr(owner, attr, original)

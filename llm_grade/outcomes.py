@@ -1,0 +1,101 @@
+"""What can happen when a check runs, as exceptions that carry the data feedback needs.
+
+Graders raise :class:`CheckFailure` when a property does not hold; the submission handle
+raises the others when learner code misbehaves. The pytest plugin turns each into a
+:class:`~llm_grade.results.CheckResult` with a status, a message and a hint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class GradingOutcome(Exception):
+    """Base of every outcome that ends a check early; ``status`` goes into results.json."""
+
+    status = "error"
+    __test__ = False  # keep pytest from collecting anything named like a test
+
+    def __init__(self, message: str, *, hint: str = "", counterexample: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.counterexample = counterexample
+
+
+class CheckFailure(GradingOutcome, AssertionError):
+    """A property of the component does not hold (the learner's answer is wrong)."""
+
+    status = "failed"
+
+
+class NotImplementedYet(GradingOutcome):
+    """The learner has not written this part yet (it raised ``NotImplementedError``)."""
+
+    status = "not_implemented"
+
+    def __init__(self, component: str, where: str):
+        super().__init__(
+            f"{component} is not implemented yet ({where} raised NotImplementedError)."
+        )
+        self.component = component
+        self.where = where
+
+
+class LearnerError(GradingOutcome):
+    """Learner code raised an exception (other than ``NotImplementedError``).
+
+    ``traceback`` holds only the learner's own frames, formatted for reading.
+    """
+
+    status = "error"
+
+    def __init__(self, component: str, call: str, exc_type: str, exc_message: str, traceback: str):
+        super().__init__(f"Your code raised {exc_type}: {exc_message}")
+        self.component = component
+        self.call = call
+        self.exc_type = exc_type
+        self.exc_message = exc_message
+        self.traceback = traceback
+
+
+class ForbiddenCall(GradingOutcome):
+    """A component called an API that the rubric forbids for it (e.g. ``F.softmax`` in softmax)."""
+
+    status = "forbidden"
+
+    def __init__(self, component: str, api: str, file: str, line: int):
+        super().__init__(
+            f"{component} calls {api} ({file}, line {line}), which this exercise forbids: "
+            f"write it yourself from tensor operations."
+        )
+        self.component = component
+        self.api = api
+        self.file = file
+        self.line = line
+
+
+class MissingComponent(GradingOutcome):
+    """The submission does not define a name that API.md requires."""
+
+    status = "error"
+
+
+@dataclass
+class StateDictReport:
+    """How a submission's ``state_dict`` keys differ from the reference's."""
+
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    shape_mismatch: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.shape_mismatch)
+
+    def to_plain(self) -> dict[str, Any]:
+        return {
+            "missing": list(self.missing),
+            "unexpected": list(self.unexpected),
+            "shape_mismatch": [[k, list(a), list(b)] for k, a, b in self.shape_mismatch],
+        }
