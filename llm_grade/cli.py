@@ -45,5 +45,91 @@ def init(dest: Path) -> None:
     click.echo("Start with environment.py and embeddings.py; each docstring says what to build.")
 
 
+@main.command()
+@click.argument("submission", type=click.Path(path_type=Path), required=False)
+@click.option(
+    "--example",
+    is_flag=True,
+    help="Grade the bundled example submission (a reference copy with typical bugs).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write results.json into this folder.",
+)
+@click.option(
+    "--rubric",
+    type=click.Path(path_type=Path, exists=True),
+    default=None,
+    help="Rubric TOML (default: the bundled graders/rubric.toml).",
+)
+@click.option(
+    "--isolation",
+    type=click.Choice(["none"]),
+    default="none",
+    show_default=True,
+    help="Where learner code runs. 'none': in the grading process (fast, untrusted).",
+)
+@click.option(
+    "--view",
+    type=click.Choice(["learner", "instructor"]),
+    default="learner",
+    show_default=True,
+    help="'instructor' also shows hidden checks' details.",
+)
+@click.option(
+    "-k",
+    "select",
+    default=None,
+    help="Only grade checks matching this pytest -k expression, e.g. -k MultiHeadAttention.",
+)
+@click.option(
+    "--fail-under",
+    type=float,
+    default=None,
+    help="Exit with status 1 when the score is below this (for CI).",
+)
+def grade(
+    submission: Path | None,
+    example: bool,
+    out: Path | None,
+    rubric: Path | None,
+    isolation: str,
+    view: str,
+    select: str | None,
+    fail_under: float | None,
+) -> None:
+    """Grade SUBMISSION, a folder with your modules (environment.py ... transformer.py).
+
+    Prints feedback for every failing check and the points per component. The exit status
+    is 0 whenever grading completed, whatever the score (see --fail-under).
+    """
+    from .engine import GradingError
+    from .engine import grade as run_grade
+
+    if example == (submission is not None):
+        raise click.UsageError("give either a SUBMISSION folder or --example")
+    if example:
+        submission = bundled("examples") / "buggy"
+        click.echo(
+            f"Grading the bundled example submission {submission}\n"
+            "(a copy of the reference with a few typical learner bugs)."
+        )
+    try:
+        result = run_grade(
+            submission, out=out, rubric=rubric, isolation=isolation, view=view, select=select
+        )
+    except GradingError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"\nScore: {result.score:g} / {result.max_score:g}"
+        + (f"   (results: {out / 'results.json'})" if out else "")
+    )
+    if fail_under is not None and result.score < fail_under:
+        click.echo(f"Score {result.score:g} is below --fail-under {fail_under:g}.", err=True)
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

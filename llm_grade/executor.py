@@ -14,9 +14,10 @@ import importlib
 import importlib.util
 import itertools
 import linecache
-import math
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,7 @@ class Executor:
         self._modules: dict[str, Any] = {}
         self._import_errors: dict[str, dict] = {}
         self.package = f"_llm_grade_submission_{next(_package_ids)}"
+        self.oracle_functions: list[str] = []
         self.guard = RuntimeGuard(self.root, forbidden or {}, _Forbidden)
         self._make_package()
 
@@ -227,7 +229,7 @@ class Executor:
             fn = obj if method in (None, "forward") else getattr(obj, method)
         args, kwargs = self._resolve(args), self._resolve(kwargs)
         torch.manual_seed(CALL_SEED)
-        with self.guard.active(), torch.set_grad_enabled(grad):
+        with self.guard.active(), self._swapped_functions(), torch.set_grad_enabled(grad):
             out = fn(*args, **kwargs)
         if echo_inputs:
             return {"out": out, "args": list(args), "kwargs": kwargs}
@@ -302,9 +304,44 @@ class Executor:
 
         return self._store(getattr(specimens, name)(**kwargs), name)
 
-    def adopt(self, obj: Any, component: str) -> Ref:
-        """Put a trusted object (an oracle) into the table (in-process transport only)."""
-        return self._store(obj, component)
+    def op_oracle(self, component: str, args: list, kwargs: dict) -> Ref:
+        """Build a trusted sub-component from :mod:`llm_grade.oracles` (torch.nn code)."""
+        cls = getattr(_oracle_module(component), component)
+        return self._store(cls(*self._resolve(args), **self._resolve(kwargs)), component)
+
+    def op_use_oracle_functions(self, names: list[str]) -> None:
+        """While later calls run, the learner's graded functions in ``names`` are replaced by
+        the oracle versions in every module of the submission (credit isolation)."""
+        self.oracle_functions = list(names)
+
+    @contextmanager
+    def _swapped_functions(self) -> Iterator[None]:
+        if not self.oracle_functions:
+            yield
+            return
+        originals = {}
+        for name in self.oracle_functions:
+            try:
+                originals[name] = self._lookup(name)
+            except _ImportFailed:
+                continue
+        swaps = []
+        for module in list(self._modules.values()):
+            for attr, value in list(vars(module).items()):
+                for name, original in originals.items():
+                    if value is original:
+                        oracle = getattr(_oracle_module(name), name)
+                        swaps.append((module, attr, value))
+                        setattr(module, attr, oracle)
+        try:
+            yield
+        finally:
+            for module, attr, value in reversed(swaps):
+                setattr(module, attr, value)
+
+
+def _oracle_module(component: str):
+    return importlib.import_module(f"{__package__}.oracles.{module_of(component)}")
 
 
 class _ImportFailed(Exception):
@@ -313,4 +350,4 @@ class _ImportFailed(Exception):
         self.record = record
 
 
-__all__ = ["Executor", "Ref", "CALL_SEED", "learner_traceback", "math"]
+__all__ = ["Executor", "Ref", "CALL_SEED", "learner_traceback"]

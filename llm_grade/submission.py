@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from .outcomes import (
     ForbiddenCall,
@@ -61,13 +60,12 @@ class Submission:
         self.root = Path(root)
         self.isolation = isolation
         self._transport = transport
-        self._adopt = adopt
         self._close = close
         self.labels: dict[int, str] = {}
 
     # ----------------------------------------------------------------- plumbing
 
-    def _request(self, op: str, component: str, call: str, **args: Any) -> Any:
+    def _request(self, op: str, component: str, call: str, /, **args: Any) -> Any:
         reply = self._transport({"op": op, "component": component, "call": call, "args": args})
         if reply["ok"]:
             return reply["value"]
@@ -207,15 +205,23 @@ class Submission:
             oracle=oracle,
         )
 
-    def oracle(self, module: nn.Module, component: str) -> dict:
-        """Make a trusted module (e.g. the reference's ``LayerNorm``) usable by learner code.
+    def oracle(self, component: str, *args: Any, **kwargs: Any) -> dict:
+        """Build a trusted ``component`` (torch.nn code from :mod:`llm_grade.oracles`) next to the
+        learner's code, to stand in for the learner's own part inside a composite, so that a
+        wrong sub-component costs only its own points."""
+        return self._request(
+            "oracle",
+            component,
+            describe_call(component, args, kwargs),
+            component=component,
+            args=list(args),
+            kwargs=kwargs,
+        )
 
-        Used to grade a composite with known-good parts, so a wrong sub-component costs only
-        its own points.
-        """
-        if self._adopt is None:
-            raise RuntimeError(f"the {self.isolation} transport cannot host oracles")
-        return self._adopt(module, component)
+    def use_oracle_functions(self, names: list[str]) -> None:
+        """From now on, calls see the oracle versions of these graded functions (e.g. while
+        grading ``MultiHeadAttention``, the learner's ``softmax`` is replaced)."""
+        self._request("use_oracle_functions", "", "oracle functions", names=list(names))
 
     def specimen(self, name: str, **kwargs: Any) -> dict:
         """Build one of :mod:`llm_grade.specimens` next to the learner's code."""
@@ -243,12 +249,13 @@ def open_submission(
         executor = Executor(root, forbidden)
 
         def transport(request: dict) -> dict:
-            reply = executor.handle(request)
+            # copies both ways: learner code never holds the grader's tensors, nor we its
+            reply = executor.handle(sanitize(request))
             if reply["ok"]:
                 reply["value"] = sanitize(reply["value"])
             return reply
 
-        return Submission(root, transport, "none", adopt=executor.adopt)
+        return Submission(root, transport, "none")
     raise ValueError(f"unknown isolation mode {isolation!r}; expected 'none' or 'process'")
 
 

@@ -54,7 +54,7 @@ def sanitize(value: Any, depth: int = 0) -> Any:
         if len(value) > MAX_ITEMS:
             return Opaque(f"{cls.__name__} of {len(value)} items")
         return cls(sanitize(v, depth + 1) for v in value)
-    if cls is dict or (cls.__name__ == "Ref" and cls.__module__.endswith("executor")):
+    if isinstance(value, dict):  # dict, OrderedDict (state_dict), executor Ref -> plain dict
         if len(value) > MAX_ITEMS or not all(type(k) is str for k in value):
             return Opaque("dict with non-string keys")
         out = {k: sanitize(v, depth + 1) for k, v in value.items()}

@@ -1,0 +1,618 @@
+"""Graders for attention.py (curriculum 1.2-1.4): softmax, masks, scaled dot-product
+attention, one head, many heads.
+
+Each class grades one API name; each test is one rubric check whose docstring's first line is
+the property in plain words.
+"""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llm_grade.compare import case_str, expect_close, expect_tensor, fail, fmt_values
+from llm_grade.strategies import (
+    causal,
+    dtypes,
+    masks,
+    randn,
+    scales,
+    seeds,
+    sizes,
+    token_batches,
+)
+from llm_grade.toolkit import build_pair, expect_gradients, reference_of, same_inputs
+
+shapes = st.lists(st.integers(1, 5), min_size=1, max_size=3)
+
+SOFTMAX_DIM_HINT = (
+    "Normalise along `dim`: exp(x - max) / sum(exp(x - max)), reducing with dim=dim and "
+    "keepdim=True so the division broadcasts over the right axis."
+)
+MASK_HINT = (
+    "Masks are True where attention is allowed: fill the scores with -inf where the mask is "
+    "False (scores.masked_fill(~mask, float('-inf'))) *before* the softmax."
+)
+SCALE_HINT = (
+    "Scores are q @ k^T / sqrt(d_k), with d_k the size of the last dimension of q (per head). "
+    "The softmax runs over the key axis (dim=-1)."
+)
+HEADS_HINT = (
+    "Split heads with view(B, T, n_heads, d_head).transpose(1, 2); after attention, transpose "
+    "back before view(B, T, d_model), and finish with out_proj. Head h uses features "
+    "h*d_head:(h+1)*d_head of each projection."
+)
+CAUSAL_HINT = (
+    "Future tokens leak into the past. Is the mask applied to the scores *before* the softmax, "
+    "with True = may attend? Did the mask lose its head dimension when you split heads?"
+)
+
+
+def _softmax_case(x, dim, scale=None):
+    params = {"x": x, "dim": dim}
+    if scale is not None:
+        params["scale"] = scale
+    return case_str(**params) + f"\n  x (first values): {fmt_values(x)}"
+
+
+class TestSoftmax:
+    component = "softmax"
+
+    @given(shape=shapes, seed=seeds, scale=scales, dtype=dtypes, data=st.data())
+    def test_matches_reference(self, sub, ref, shape, seed, scale, dtype, data):
+        """matches exp(x) / sum(exp(x)) along any dim"""
+        dim = data.draw(st.integers(-len(shape), len(shape) - 1), label="dim")
+        x = randn(shape, seed=seed, dtype=dtype, scale=scale)
+        got = sub.call("softmax", x, dim=dim)
+        expected = reference_of(ref, "softmax")(x, dim=dim)
+        expect_close(
+            got,
+            expected,
+            f"softmax(x, dim={dim})",
+            case=_softmax_case(x, dim, scale),
+            hint=SOFTMAX_DIM_HINT,
+        )
+
+    @given(shape=shapes, seed=seeds, scale=scales, data=st.data())
+    def test_rows_are_distributions(self, sub, shape, seed, scale, data):
+        """outputs are non-negative and sum to 1 along dim"""
+        dim = data.draw(st.integers(-len(shape), len(shape) - 1), label="dim")
+        x = randn(shape, seed=seed, scale=scale)
+        got = expect_tensor(
+            sub.call("softmax", x, dim=dim), "softmax(x)", shape=x.shape, case=_softmax_case(x, dim)
+        )
+        sums = got.sum(dim=dim)
+        if bool((got < 0).any()):
+            fail(
+                "softmax returned negative values.",
+                case=_softmax_case(x, dim),
+                hint="exp() is never negative: check for a subtraction after the exp.",
+            )
+        if not torch.allclose(sums, torch.ones_like(sums), atol=1e-6):
+            fail(
+                f"Values along dim={dim} sum to {fmt_values(sums)}, not 1.",
+                case=_softmax_case(x, dim),
+                hint=SOFTMAX_DIM_HINT,
+            )
+
+    @given(shape=shapes, seed=seeds, shift=st.sampled_from([1e3, -1e3, 50.0, 1e4]))
+    def test_shift_invariant_and_stable(self, sub, ref, shape, seed, shift):
+        """adding a constant does not change the result, even for huge inputs (no overflow)"""
+        x = randn(shape, seed=seed)
+        got = sub.call("softmax", x + shift, dim=-1)
+        case = _softmax_case(x + shift, -1) + f"\n  (x + {shift:g}: a shifted copy of normal x)"
+        hint = (
+            "exp(1000) overflows to inf. Subtract the maximum along dim first: "
+            "softmax(x) = softmax(x - max(x)) and the largest exponent becomes exp(0) = 1."
+        )
+        got = expect_tensor(got, f"softmax(x + {shift:g})", shape=x.shape, case=case, hint=hint)
+        expect_close(
+            got,
+            reference_of(ref, "softmax")(x, dim=-1),
+            f"softmax(x + {shift:g})",
+            case=case,
+            hint=hint,
+        )
+
+    @given(shape=shapes.filter(lambda s: s[-1] >= 2), seed=seeds, dtype=dtypes)
+    def test_neg_inf_gets_zero_weight(self, sub, ref, shape, seed, dtype):
+        """-inf entries get exactly zero weight; the rest still sum to 1"""
+        x = randn(shape, seed=seed, dtype=dtype)
+        blocked = torch.rand(shape, generator=torch.Generator().manual_seed(seed)) < 0.4
+        blocked[..., 0] = False  # every row keeps a finite entry
+        x = x.masked_fill(blocked, float("-inf"))
+        case = _softmax_case(x, -1) + f"\n  {int(blocked.sum())} entries are -inf"
+        got = expect_tensor(
+            sub.call("softmax", x, dim=-1),
+            "softmax(x)",
+            shape=x.shape,
+            dtype=dtype,
+            case=case,
+            hint="-inf - max is still -inf and exp(-inf) = 0; but -inf - -inf "
+            "is NaN: subtract a finite maximum.",
+        )
+        if bool((got[blocked] != 0).any()):
+            fail(
+                "Entries that were -inf got non-zero weight.",
+                case=case,
+                hint="exp(-inf) is exactly 0: don't replace -inf by a finite number.",
+            )
+        expect_close(
+            got,
+            reference_of(ref, "softmax")(x, dim=-1),
+            "softmax(x) with -inf",
+            case=case,
+            hint=SOFTMAX_DIM_HINT,
+        )
+
+    @given(shape=shapes, seed=seeds, dtype=dtypes)
+    def test_keeps_dtype_and_input(self, sub, shape, seed, dtype):
+        """returns the input's dtype and leaves the input unchanged"""
+        x = randn(shape, seed=seed, dtype=dtype)
+        res = sub.call("softmax", x, dim=-1, echo_inputs=True)
+        expect_tensor(res["out"], "softmax(x)", shape=x.shape, dtype=dtype, case=case_str(x=x))
+        if not same_inputs([x], res["args"]):
+            fail(
+                "softmax changed its input x in place.",
+                case=case_str(x=x),
+                hint="Use out-of-place operations (x - m, torch.exp(x)) instead of x -= m, "
+                "x.exp_() or x[...] = ...",
+            )
+
+
+class TestCausalMask:
+    component = "causal_mask"
+
+    @given(T=st.integers(0, 9))
+    def test_lower_triangular(self, sub, T):
+        """is a bool [T, T] tensor, True on and below the diagonal"""
+        got = expect_tensor(
+            sub.call("causal_mask", T),
+            f"causal_mask({T})",
+            shape=(T, T),
+            dtype=torch.bool,
+            case=f"seq_len={T}",
+            hint="Return a torch.bool tensor: e.g. torch.ones(T, T, dtype=torch.bool).tril().",
+        )
+        expected = causal(T)
+        if not torch.equal(got, expected):
+            wrong = (got != expected).nonzero()[0].tolist()
+            hint = (
+                "Position i may attend to 0..i (itself included): True on and *below* the "
+                "diagonal, so use tril(), not triu(), and keep the diagonal."
+            )
+            fail(
+                f"causal_mask({T}) is wrong at [{wrong[0]}, {wrong[1]}]: got "
+                f"{bool(got[tuple(wrong)])}, expected {bool(expected[tuple(wrong)])}.",
+                case=f"seq_len={T}",
+                detail=f"  got:\n{got.int()}",
+                hint=hint,
+            )
+
+    @given(T=st.integers(1, 5))
+    def test_device_argument(self, sub, T):
+        """honours the device argument"""
+        got = expect_tensor(
+            sub.call("causal_mask", T, device="cpu"),
+            "causal_mask(T, 'cpu')",
+            shape=(T, T),
+            dtype=torch.bool,
+            case=f"seq_len={T}, device='cpu'",
+        )
+        if got.device.type != "cpu" or not torch.equal(got, causal(T)):
+            fail(
+                "causal_mask(T, device='cpu') is not the expected cpu mask.",
+                case=f"seq_len={T}",
+                hint="Pass device=device to the tensor constructor.",
+            )
+
+
+class TestPaddingMask:
+    component = "padding_mask"
+
+    @given(B=st.integers(1, 3), T=st.integers(1, 6), pad_id=st.integers(0, 4), data=st.data())
+    def test_marks_real_tokens(self, sub, B, T, pad_id, data):
+        """is a bool [B, 1, T] tensor, True where tokens != pad_id"""
+        tokens, lengths = data.draw(token_batches(vocab=6, B=B, T=T, pad_id=pad_id))
+        case = case_str(B=B, T=T, pad_id=pad_id) + f"\n  tokens: {tokens.tolist()}"
+        got = expect_tensor(
+            sub.call("padding_mask", tokens, pad_id),
+            "padding_mask(tokens)",
+            shape=(B, 1, T),
+            dtype=torch.bool,
+            case=case,
+            hint="Compare tokens != pad_id (bool) and add the query axis with "
+            "unsqueeze(1): [B, T] -> [B, 1, T].",
+        )
+        expected = (tokens != pad_id).unsqueeze(1)
+        if not torch.equal(got, expected):
+            fail(
+                "padding_mask marks the wrong positions.",
+                case=case,
+                detail=f"  expected: {expected.int().tolist()}\n  got:      {got.int().tolist()}",
+                hint="True means 'a real token, may be attended to': tokens != pad_id.",
+            )
+
+
+def _attention_inputs(s, seed, dtype, scale, lead):
+    q = randn((*lead, s.T, s.d_head), seed=seed, dtype=dtype, scale=scale)
+    k = randn((*lead, s.S, s.d_head), seed=seed + 1, dtype=dtype, scale=scale)
+    v = randn((*lead, s.S, s.d_model), seed=seed + 2, dtype=dtype)
+    return q, k, v
+
+
+class TestScaledDotProductAttention:
+    component = "scaled_dot_product_attention"
+
+    @given(
+        s=sizes(cross=True),
+        seed=seeds,
+        dtype=dtypes,
+        scale=st.sampled_from([1.0, 3.0]),
+        heads=st.booleans(),
+        data=st.data(),
+    )
+    def test_matches_reference(self, sub, ref, s, seed, dtype, scale, heads, data):
+        """returns softmax(q k^T / sqrt(d_k)) v and the weights, with masks"""
+        lead = (s.B, s.n_heads) if heads else (s.B,)
+        q, k, v = _attention_inputs(s, seed, dtype, scale, lead)
+        mask, mask_desc = data.draw(masks(s.B, s.T, s.S), label="mask")
+        if mask is not None and heads and mask.dim() == 3:
+            mask = mask.unsqueeze(1)  # callers pass masks broadcastable to the scores
+        out = sub.call("scaled_dot_product_attention", q, k, v, mask)
+        case = case_str(q=q, k=k, v=v) + f", mask={mask_desc}"
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            fail(
+                "scaled_dot_product_attention should return a pair (out, weights).",
+                case=case,
+                hint="return out, weights",
+            )
+        exp_out, exp_w = reference_of(ref, "scaled_dot_product_attention")(q, k, v, mask)
+        hint = MASK_HINT if mask is not None else SCALE_HINT
+        expect_close(out[1], exp_w, "weights", case=case, hint=hint)
+        expect_close(
+            out[0],
+            exp_out,
+            "out",
+            case=case,
+            hint="out = weights @ v, with the weights after the softmax.",
+        )
+
+    @given(s=sizes(cross=True), seed=seeds, data=st.data())
+    def test_masked_keys_get_zero_weight(self, sub, s, seed, data):
+        """keys the mask forbids get exactly zero weight; rows sum to 1"""
+        q, k, v = _attention_inputs(s, seed, torch.float64, 1.0, (s.B,))
+        mask, mask_desc = data.draw(masks(s.B, s.T, s.S, kinds=("padding", "random", "causal")))
+        out = sub.call("scaled_dot_product_attention", q, k, v, mask)
+        case = case_str(q=q, k=k, v=v) + f", mask={mask_desc}"
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            fail("scaled_dot_product_attention should return a pair (out, weights).", case=case)
+        w = expect_tensor(out[1], "weights", shape=(s.B, s.T, s.S), case=case)
+        blocked = ~mask.expand(s.B, s.T, s.S)
+        if bool((w[blocked].abs() > 0).any()):
+            fail(
+                "Keys where the mask is False got non-zero attention weight.",
+                case=case,
+                detail=f"  weights[0]: {w[0].tolist()}",
+                hint=MASK_HINT,
+            )
+        sums = w.sum(-1)
+        if not torch.allclose(sums, torch.ones_like(sums), atol=1e-6):
+            fail(
+                f"Weights along the key axis sum to {fmt_values(sums)}, not 1.",
+                case=case,
+                hint="Weights don't sum to 1 along the key axis: check the softmax `dim` "
+                "(it must be -1) and that masking happens before, not after, the softmax.",
+            )
+
+    @given(s=sizes(cross=True), seed=seeds, data=st.data())
+    def test_key_order_does_not_matter(self, sub, s, seed, data):
+        """permuting keys and values together leaves the output unchanged"""
+        q, k, v = _attention_inputs(s, seed, torch.float64, 1.0, (s.B,))
+        perm = torch.tensor(data.draw(st.permutations(range(s.S)), label="permutation"))
+        out1 = sub.call("scaled_dot_product_attention", q, k, v)
+        out2 = sub.call("scaled_dot_product_attention", q, k[:, perm], v[:, perm])
+        case = case_str(q=q, k=k, v=v) + f", keys permuted by {perm.tolist()}"
+        for out in (out1, out2):
+            if not (isinstance(out, (tuple, list)) and len(out) == 2):
+                fail("scaled_dot_product_attention should return a pair (out, weights).", case=case)
+        first = expect_tensor(out1[0], "out", case=case)
+        expect_close(
+            out2[0],
+            first,
+            "out after permuting keys and values",
+            case=case,
+            hint="Attention is a weighted sum over keys: it must not depend on their "
+            "order. Is the softmax over the key axis (dim=-1)?",
+        )
+
+
+def _mha_inputs(s, seed, dtype, scale=1.0):
+    x = randn((s.B, s.T, s.d_model), seed=seed, dtype=dtype, scale=scale)
+    mem = randn((s.B, s.S, s.d_model), seed=seed + 1, dtype=dtype, scale=scale)
+    return x, mem
+
+
+class TestAttentionHead:
+    component = "AttentionHead"
+
+    @given(s=sizes(cross=True), seed=seeds, dtype=dtypes, cross=st.booleans(), data=st.data())
+    def test_matches_reference(self, sub, ref, s, seed, dtype, cross, data):
+        """matches the reference (self- and cross-attention, with masks)"""
+        d_head = s.d_head
+        pair = build_pair(
+            sub, ref, "AttentionHead", dtype=dtype, seed=seed, d_model=s.d_model, d_head=d_head
+        )
+        x, mem = _mha_inputs(s, seed, dtype)
+        S = s.S if cross else s.T
+        mask, mask_desc = data.draw(masks(s.B, s.T, S), label="mask")
+        context = mem if cross else None
+        got = sub.call(pair.student, x, context, mask)
+        expected = pair.reference(x, context, mask)
+        case = case_str(B=s.B, T=s.T, d_model=s.d_model, d_head=d_head, dtype=dtype)
+        case += f", context={'memory of length ' + str(S) if cross else 'None (self)'}"
+        case += f", mask={mask_desc}"
+        hint = (
+            "Queries come from x, keys and values from context (x when context is None); "
+            "then scaled dot-product attention with the mask."
+        )
+        expect_close(got, expected, "AttentionHead output", case=case, hint=hint)
+
+    @given(s=sizes(min_len=2), seed=seeds)
+    def test_gradients_reach_every_parameter(self, sub, ref, s, seed):
+        """gradients reach q_proj, k_proj and v_proj"""
+        _gradients_reach_all(
+            sub,
+            ref,
+            "AttentionHead",
+            s,
+            seed,
+            dict(d_model=s.d_model, d_head=s.d_head),
+            extra=(None, None),
+        )
+
+
+def _gradients_reach_all(sub, ref, component, s, seed, kwargs, extra=()):
+    pair = build_pair(sub, ref, component, seed=seed, **kwargs)
+    x = randn((s.B, s.T, s.d_model), seed=seed)
+    args = (x, x, x) if component == "MultiHeadAttention" else (x,)
+    expect_gradients(sub, pair, *args, *extra, case=case_str(B=s.B, T=s.T, **kwargs))
+
+
+class TestMultiHeadAttention:
+    component = "MultiHeadAttention"
+
+    @given(
+        s=sizes(cross=True),
+        seed=seeds,
+        dtype=dtypes,
+        bias=st.booleans(),
+        scale=st.sampled_from([1.0, 2.0]),
+        data=st.data(),
+    )
+    def test_matches_reference(self, sub, ref, s, seed, dtype, bias, scale, data):
+        """matches the reference (self- and cross-attention, every mask shape, bias on/off)"""
+        pair = build_pair(
+            sub,
+            ref,
+            "MultiHeadAttention",
+            dtype=dtype,
+            seed=seed,
+            d_model=s.d_model,
+            n_heads=s.n_heads,
+            bias=bias,
+        )
+        x, mem = _mha_inputs(s, seed, dtype, scale)
+        mask, mask_desc = data.draw(masks(s.B, s.T, s.S), label="mask")
+        got = sub.call(pair.student, x, mem, mem, mask)
+        expected = pair.reference(x, mem, mem, mask)
+        case = (
+            case_str(
+                B=s.B,
+                T_q=s.T,
+                T_k=s.S,
+                d_model=s.d_model,
+                n_heads=s.n_heads,
+                bias=bias,
+                dtype=dtype,
+            )
+            + f", mask={mask_desc}"
+        )
+        hint = HEADS_HINT if s.n_heads > 1 else SCALE_HINT
+        if mask is not None:
+            hint += " " + MASK_HINT
+        expect_close(got, expected, "MultiHeadAttention output", case=case, hint=hint)
+
+    @given(s=sizes(), seed=seeds, data=st.data())
+    def test_causality(self, sub, ref, s, seed, data):
+        """with a causal mask, changing later tokens never changes earlier outputs"""
+        pair = build_pair(
+            sub, ref, "MultiHeadAttention", seed=seed, d_model=s.d_model, n_heads=s.n_heads
+        )
+        t = data.draw(st.integers(0, s.T - 1), label="position")
+        x, _ = _mha_inputs(s, seed, torch.float64)
+        x2 = x.clone()
+        x2[:, t + 1 :] = randn(x2[:, t + 1 :].shape, seed=seed + 7)
+        mask = causal(s.T)
+        out1 = expect_tensor(
+            sub.call(pair.student, x, x, x, mask), "output", shape=x.shape, case=""
+        )
+        out2 = expect_tensor(
+            sub.call(pair.student, x2, x2, x2, mask), "output", shape=x.shape, case=""
+        )
+        diff = (out1[:, : t + 1] - out2[:, : t + 1]).abs()
+        if bool((diff > 1e-9).any()):
+            b, p, _ = (diff == diff.max()).nonzero()[0].tolist()
+            fail(
+                f"Changing tokens after position {t} changed the output at position {p}.",
+                case=case_str(B=s.B, T=s.T, d_model=s.d_model, n_heads=s.n_heads)
+                + f", mask=causal_mask({s.T})",
+                detail=f"  output[{b}, {p}] before: {fmt_values(out1[b, p])}\n"
+                f"  output[{b}, {p}] after:  {fmt_values(out2[b, p])}   "
+                f"(max abs diff {diff.max().item():.1e})",
+                hint=CAUSAL_HINT,
+            )
+
+    @given(s=sizes(cross=True), seed=seeds, data=st.data())
+    def test_padding_invariance(self, sub, ref, s, seed, data):
+        """changing keys/values at padded positions changes nothing"""
+        pair = build_pair(
+            sub, ref, "MultiHeadAttention", seed=seed, d_model=s.d_model, n_heads=s.n_heads
+        )
+        lengths = data.draw(st.lists(st.integers(1, s.S), min_size=s.B, max_size=s.B))
+        mask = (torch.arange(s.S) < torch.tensor(lengths).unsqueeze(1)).unsqueeze(1)
+        x, mem = _mha_inputs(s, seed, torch.float64)
+        mem2 = torch.where(mask.transpose(1, 2), mem, randn(mem.shape, seed=seed + 9) * 5)
+        out1 = sub.call(pair.student, x, mem, mem, mask)
+        out2 = sub.call(pair.student, x, mem2, mem2, mask)
+        case = (
+            case_str(B=s.B, T_q=s.T, T_k=s.S, d_model=s.d_model, n_heads=s.n_heads)
+            + f", padding mask [B, 1, T_k] with lengths {lengths}"
+        )
+        first = expect_tensor(out1, "output", shape=x.shape, case=case)
+        expect_close(
+            out2,
+            first,
+            "output after changing padded keys",
+            case=case,
+            hint="Padded keys must get zero weight: a [B, 1, T_k] mask needs a head "
+            "axis (mask.unsqueeze(1)) to broadcast against [B, n_heads, T_q, T_k] "
+            "scores. " + MASK_HINT,
+        )
+
+    @given(s=sizes(), seed=seeds, data=st.data())
+    def test_permutation_equivariance(self, sub, ref, s, seed, data):
+        """without a mask, permuting the sequence permutes the output the same way"""
+        pair = build_pair(
+            sub, ref, "MultiHeadAttention", seed=seed, d_model=s.d_model, n_heads=s.n_heads
+        )
+        perm = torch.tensor(data.draw(st.permutations(range(s.T)), label="permutation"))
+        x, _ = _mha_inputs(s, seed, torch.float64)
+        out = expect_tensor(sub.call(pair.student, x, x, x), "output", shape=x.shape, case="")
+        xp = x[:, perm]
+        case = (
+            case_str(B=s.B, T=s.T, d_model=s.d_model, n_heads=s.n_heads)
+            + f", positions permuted by {perm.tolist()}"
+        )
+        expect_close(
+            sub.call(pair.student, xp, xp, xp),
+            out[:, perm],
+            "output of permuted x",
+            case=case,
+            hint="Self-attention without a mask treats positions as a set: "
+            "don't mix positions except through the attention weights. " + HEADS_HINT,
+        )
+
+    @given(s=sizes(max_batch=3), seed=seeds)
+    def test_batch_independence(self, sub, ref, s, seed):
+        """each batch element is computed independently of the others"""
+        pair = build_pair(
+            sub, ref, "MultiHeadAttention", seed=seed, d_model=s.d_model, n_heads=s.n_heads
+        )
+        x, _ = _mha_inputs(s, seed, torch.float64)
+        full = expect_tensor(sub.call(pair.student, x, x, x), "output", shape=x.shape, case="")
+        alone = sub.call(pair.student, x[-1:], x[-1:], x[-1:])
+        expect_close(
+            alone,
+            full[-1:],
+            "output for the last batch element alone",
+            case=case_str(B=s.B, T=s.T, d_model=s.d_model, n_heads=s.n_heads),
+            hint="Reshape with the batch size of the input (x.size(0)), never mix the "
+            "batch and head axes: view(B, T, n_heads, d_head) then transpose(1, 2).",
+        )
+
+    @settings(max_examples=6)
+    @given(s=sizes(), seed=seeds)
+    def test_dropout_only_in_training(self, sub, ref, s, seed):
+        """dropout is the identity in eval() and active in train()"""
+        kwargs = dict(d_model=s.d_model, n_heads=s.n_heads, dropout=0.5)
+        pair = build_pair(sub, ref, "MultiHeadAttention", seed=seed, **kwargs)
+        x = randn((s.B, max(s.T, 4), s.d_model), seed=seed)
+        case = case_str(B=s.B, T=x.shape[1], **kwargs)
+        expect_close(
+            sub.call(pair.student, x, x, x),
+            pair.reference(x, x, x),
+            "output in eval() with dropout=0.5",
+            case=case,
+            hint="Dropout must do nothing in eval(): use nn.Dropout (it checks "
+            "self.training) rather than F.dropout(..., training=True).",
+        )
+        sub.configure(pair.student, train=True)
+        pair.reference.eval()
+        got = expect_tensor(
+            sub.call(pair.student, x, x, x), "output in train()", case=case, shape=x.shape
+        )
+        if torch.allclose(got, pair.reference(x, x, x)):
+            fail(
+                "With dropout=0.5 in train() mode the output equals the eval() output.",
+                case=case,
+                hint="Apply dropout to the attention weights (after the softmax), "
+                "e.g. self.dropout = nn.Dropout(dropout) in __init__.",
+            )
+
+    @given(s=sizes(min_len=2), seed=seeds)
+    def test_gradients_reach_every_parameter(self, sub, ref, s, seed):
+        """gradients reach every projection (with at least two keys, so q and k matter)"""
+        _gradients_reach_all(
+            sub, ref, "MultiHeadAttention", s, seed, dict(d_model=s.d_model, n_heads=s.n_heads)
+        )
+
+    @given(s=sizes(), seed=seeds, dtype=dtypes)
+    def test_keeps_dtype_and_inputs(self, sub, ref, s, seed, dtype):
+        """returns the input's dtype and leaves its inputs unchanged"""
+        pair = build_pair(
+            sub,
+            ref,
+            "MultiHeadAttention",
+            dtype=dtype,
+            seed=seed,
+            d_model=s.d_model,
+            n_heads=s.n_heads,
+        )
+        x, _ = _mha_inputs(s, seed, dtype)
+        mask = causal(s.T)
+        res = sub.call(pair.student, x, x, x, mask, echo_inputs=True)
+        case = case_str(B=s.B, T=s.T, d_model=s.d_model, n_heads=s.n_heads, dtype=dtype)
+        expect_tensor(res["out"], "output", shape=x.shape, dtype=dtype, case=case)
+        if not same_inputs([x, x, x, mask], res["args"]):
+            fail(
+                "MultiHeadAttention changed one of its inputs in place.",
+                case=case,
+                hint="Use out-of-place ops: scores.masked_fill(...) (no underscore), and never "
+                "assign into query/key/value or the mask.",
+            )
+
+    @given(n_heads=st.integers(2, 5), d_head=st.integers(1, 4))
+    def test_rejects_bad_head_count(self, sub, n_heads, d_head):
+        """raises ValueError naming the argument when d_model % n_heads != 0"""
+        d_model = n_heads * d_head + 1
+        case = case_str(d_model=d_model, n_heads=n_heads)
+        try:
+            sub.build("MultiHeadAttention", d_model=d_model, n_heads=n_heads)
+        except Exception as exc:  # noqa: BLE001 - any outcome other than ValueError fails
+            from llm_grade.outcomes import LearnerError, NotImplementedYet
+
+            if isinstance(exc, NotImplementedYet):
+                raise
+            if isinstance(exc, LearnerError) and exc.exc_type == "ValueError":
+                if "n_heads" in exc.exc_message or "d_model" in exc.exc_message:
+                    return
+                fail(
+                    f"The ValueError's message doesn't name the argument: {exc.exc_message!r}",
+                    case=case,
+                    hint="Say which argument is wrong, e.g. f'd_model={d_model} "
+                    "must be divisible by n_heads={n_heads}'.",
+                )
+            got = exc.exc_type if isinstance(exc, LearnerError) else type(exc).__name__
+            fail(
+                f"Expected ValueError, got {got}.",
+                case=case,
+                hint="Check d_model % n_heads in __init__ and raise ValueError.",
+            )
+        fail(
+            f"MultiHeadAttention(d_model={d_model}, n_heads={n_heads}) did not raise ValueError.",
+            case=case,
+            hint="d_model must split evenly into heads: raise ValueError when "
+            "d_model % n_heads != 0.",
+        )

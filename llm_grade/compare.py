@@ -1,0 +1,163 @@
+"""Checks that turn learner outputs into pass/fail with a message a learner can act on.
+
+Every helper raises :class:`~llm_grade.outcomes.CheckFailure` with the property in plain
+words, the smallest case (shapes first, a few values), expected vs got, and the hint the
+grader supplies. Nothing here trusts the value it inspects: types are checked first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .outcomes import CheckFailure
+from .wire import Opaque
+
+# tolerances by dtype; the rubric can override them (see Rubric.tol)
+TOLERANCES: dict[str, dict[str, float]] = {
+    "float32": {"atol": 1e-4, "rtol": 1e-4},
+    "float64": {"atol": 1e-9, "rtol": 1e-7},
+}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def fmt_num(x: float) -> str:
+    if isinstance(x, bool):
+        return str(x)
+    if isinstance(x, int):
+        return str(x)
+    if math.isnan(x) or math.isinf(x):
+        return str(x)
+    if x != 0 and (abs(x) >= 1e4 or abs(x) < 1e-3):
+        return f"{x:.2e}"
+    return f"{x:.3f}"
+
+
+def fmt_values(t: torch.Tensor, limit: int = 6) -> str:
+    """``[ 0.213, -1.102, ...]``: the first few values of a tensor, flattened."""
+    flat = t.detach().reshape(-1)
+    shown = [fmt_num(v.item()) for v in flat[:limit]]
+    width = max((len(s) for s in shown), default=0)
+    body = ", ".join(s.rjust(width) for s in shown)
+    return f"[{body}{', …' if flat.numel() > limit else ''}]"
+
+
+def fmt_index(index: Sequence[int]) -> str:
+    return "[" + ", ".join(str(int(i)) for i in index) + "]"
+
+
+def case_str(**params: Any) -> str:
+    """``B=1, T=3, d_model=4``: the parameters of a counterexample, shapes first."""
+    parts = []
+    for key, value in params.items():
+        if isinstance(value, torch.Tensor):
+            value = f"{dtype_name(value.dtype)} {tuple(value.shape)}"
+        elif isinstance(value, torch.dtype):
+            value = dtype_name(value)
+        elif isinstance(value, float):
+            value = fmt_num(value)
+        parts.append(f"{key}={value}")
+    return ", ".join(parts)
+
+
+def expect_tensor(
+    value: Any,
+    what: str,
+    *,
+    case: str = "",
+    dtype: torch.dtype | None = None,
+    shape: Sequence[int] | None = None,
+    finite: bool = True,
+    hint: str = "",
+) -> torch.Tensor:
+    """``value`` must be a plain ``torch.Tensor`` with this dtype and shape, and finite."""
+    if isinstance(value, Opaque) or type(value) is not torch.Tensor:
+        got = str(value) if isinstance(value, Opaque) else f"a {type(value).__name__}"
+        raise CheckFailure(
+            f"{what} should be a torch.Tensor, but your code returned {got}.",
+            counterexample=case,
+            hint=hint or "Return a torch.Tensor (not a list, a NumPy array or a tuple).",
+        )
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        raise CheckFailure(
+            f"{what} has shape {tuple(value.shape)}, expected {tuple(shape)}.",
+            counterexample=case,
+            hint=hint or "Check which dimensions you reshape, transpose or reduce.",
+        )
+    if dtype is not None and value.dtype != dtype:
+        raise CheckFailure(
+            f"{what} has dtype {dtype_name(value.dtype)}, expected {dtype_name(dtype)}.",
+            counterexample=case,
+            hint=hint
+            or "The output dtype must equal the input dtype: don't hard-code float32 "
+            "(e.g. torch.tensor(..., dtype=torch.float32) or .float()); build new tensors "
+            "with dtype=x.dtype.",
+        )
+    if finite and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        bad = (~torch.isfinite(value)).nonzero()[0].tolist()
+        raise CheckFailure(
+            f"{what} contains {value[tuple(bad)].item()} at {fmt_index(bad)} "
+            f"({int((~torch.isfinite(value)).sum())} non-finite values).",
+            counterexample=case,
+            hint=hint
+            or "NaN or inf usually comes from exp() overflowing, dividing by zero, or a "
+            "fully -inf row in a softmax.",
+        )
+    return value
+
+
+def expect_close(
+    got: Any,
+    expected: torch.Tensor,
+    what: str,
+    *,
+    case: str,
+    hint: str,
+    atol: float | None = None,
+    rtol: float | None = None,
+    check_dtype: bool = True,
+) -> torch.Tensor:
+    """``got`` must be a tensor like ``expected`` (type, shape, dtype, finite) and close to it."""
+    got = expect_tensor(
+        got,
+        what,
+        case=case,
+        shape=expected.shape,
+        dtype=expected.dtype if check_dtype else None,
+        hint="",
+    )
+    tol = TOLERANCES.get(dtype_name(expected.dtype), TOLERANCES["float32"])
+    atol = tol["atol"] if atol is None else atol
+    rtol = tol["rtol"] if rtol is None else rtol
+    if not expected.is_floating_point():
+        bad = got != expected
+    else:
+        bad = ~torch.isclose(got.to(expected.dtype), expected, atol=atol, rtol=rtol)
+    if not bool(bad.any()):
+        return got
+    diff = (got.to(torch.float64) - expected.to(torch.float64)).abs()
+    worst = torch.nonzero(diff == diff.max())[0].tolist() if diff.numel() else []
+    rel = diff.max().item() / max(abs(expected[tuple(worst)].item()), 1e-12) if worst else 0.0
+    row = tuple(worst[:-1]) if len(worst) > 1 else ()
+    lines = [
+        case,
+        f"  expected{fmt_index(row) if row else ''}: {fmt_values(expected[row])}",
+        f"  got{fmt_index(row) if row else ''}:      {fmt_values(got[row])}",
+    ]
+    raise CheckFailure(
+        f"{what}: {int(bad.sum())} of {bad.numel()} values differ "
+        f"(max abs error {fmt_num(diff.max().item())}, rel {fmt_num(rel)}, at {fmt_index(worst)}).",
+        counterexample="\n".join(lines),
+        hint=hint,
+    )
+
+
+def fail(message: str, *, case: str = "", hint: str = "", detail: str = "") -> None:
+    """Raise a :class:`CheckFailure` (for properties that are not a plain comparison)."""
+    raise CheckFailure(message, counterexample="\n".join(x for x in (case, detail) if x), hint=hint)

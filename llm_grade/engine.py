@@ -1,0 +1,104 @@
+"""One grading engine for every front-end: ``pytest graders/``, ``llm-grade grade``, batch
+grading and CI all run the graders through pytest with the llm-grade plugin.
+
+:func:`grade` is what the CLI calls: it runs pytest in this (trusted) process on the bundled
+graders, lets the plugin score the run, and returns the :class:`GradeResult`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .paths import bundled
+from .results import GradeResult
+
+
+class GradingError(RuntimeError):
+    """Grading itself could not run (bad rubric, missing folder, pytest usage error)."""
+
+
+@dataclass
+class _Catcher:
+    result: GradeResult | None = None
+
+    def pytest_sessionfinish(self, session) -> None:
+        from .pytest_plugin import _SESSION_KEY
+
+        grading = session.config.stash.get(_SESSION_KEY, None)
+        if grading is not None:
+            self.result = grading.result
+
+
+def pytest_args(
+    submission: Path,
+    *,
+    out: Path | None = None,
+    rubric: Path | None = None,
+    isolation: str = "none",
+    view: str = "learner",
+    select: str | None = None,
+    quiet: bool = False,
+    extra: list[str] | None = None,
+) -> list[str]:
+    """The pytest command line that grades ``submission`` (also used by batch workers)."""
+    graders = bundled("graders")
+    args = [
+        str(graders),
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(graders),
+        f"--submission={submission}",
+        f"--isolation={isolation}",
+        f"--grade-view={view}",
+        "-q",
+        "--no-header",
+    ]
+    if quiet:
+        args += ["-qq", "--disable-warnings", "--tb=no", "-p", "no:terminalreporter"]
+    if out is not None:
+        args.append(f"--grade-out={out}")
+    if rubric is not None:
+        args.append(f"--rubric={rubric}")
+    if select:
+        args += ["-k", select]
+    return args + list(extra or [])
+
+
+def grade(
+    submission: str | Path,
+    *,
+    out: str | Path | None = None,
+    rubric: str | Path | None = None,
+    isolation: str = "none",
+    view: str = "learner",
+    select: str | None = None,
+    quiet: bool = False,
+    extra: list[str] | None = None,
+) -> GradeResult:
+    """Grade one submission folder; writes ``out/results.json`` when ``out`` is given."""
+    import pytest
+
+    submission = Path(submission).resolve()
+    if not submission.is_dir():
+        raise GradingError(f"submission folder {submission} does not exist")
+    catcher = _Catcher()
+    code = pytest.main(
+        pytest_args(
+            submission,
+            out=Path(out).resolve() if out else None,
+            rubric=Path(rubric).resolve() if rubric else None,
+            isolation=isolation,
+            view=view,
+            select=select,
+            quiet=quiet,
+            extra=extra,
+        ),
+        plugins=[catcher],
+    )
+    if catcher.result is None or int(code) not in (0, 1, 5):
+        raise GradingError(
+            f"grading could not run (pytest exit code {int(code)}); see the messages above"
+        )
+    return catcher.result

@@ -1,0 +1,38 @@
+"""Hypothesis profiles: ``llm-grade`` (deterministic, for scores) and ``llm-grade-dev``.
+
+Scores must not depend on the run or the machine: the grading profile derandomizes (the
+examples come from a fixed seed per test), keeps no example database, runs a fixed number of
+examples and has no deadline (slow but correct code must pass; time limits are the
+isolation layer's job). ``llm-grade-dev`` explores randomly for local bug-hunting.
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, Phase, settings
+
+GRADING = "llm-grade"
+DEV = "llm-grade-dev"
+
+_COMMON = dict(
+    deadline=None,
+    report_multiple_bugs=False,
+    print_blob=False,
+    suppress_health_check=list(HealthCheck),
+    phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
+)
+
+
+def register(max_examples: int = 20) -> None:
+    settings.register_profile(
+        GRADING, derandomize=True, database=None, max_examples=max_examples, **_COMMON
+    )
+    settings.register_profile(
+        DEV, derandomize=False, database=None, max_examples=max_examples, **_COMMON
+    )
+
+
+def load_profile(config, max_examples: int) -> None:
+    """Use the grading profile unless ``--hypothesis-profile`` asked for another."""
+    register(max_examples)
+    chosen = config.getoption("hypothesis_profile", default=None)
+    settings.load_profile(chosen or GRADING)

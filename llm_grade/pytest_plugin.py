@@ -1,0 +1,323 @@
+"""pytest plugin: run the graders against a submission and score them with the rubric.
+
+Why a plugin: the learner's ``pytest graders/``, ``llm-grade grade`` and batch grading must
+be one engine. The plugin adds the grading options (also readable as ini settings), scores
+each grader test with the rubric, rewrites failures into learner feedback
+(../shared/FEEDBACK.md), prints points per component and writes ``results.json``.
+
+It is registered through the ``pytest11`` entry point, so the options always exist, but it
+does nothing until ``graders/conftest.py`` activates a :class:`GradingSession`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .components import module_of
+from .outcomes import CheckFailure, GradingOutcome, LearnerError, NotImplementedYet
+from .results import CheckResult, ComponentResult, GradeResult
+
+_SESSION_KEY = pytest.StashKey["GradingSession"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("llm-grade", "grading a from-scratch Transformer (llm-grade)")
+    options = [
+        ("submission", "folder with the learner's modules (default: the bundled stubs/ folder)"),
+        ("rubric", "rubric TOML file (default: rubric.toml next to the graders)"),
+        ("grade-out", "write results.json into this folder (default: don't write)"),
+        (
+            "isolation",
+            "where learner code runs: 'none' (in this process, fast, for local "
+            "iteration; untrusted) or 'process' (sandboxed worker). Default: none",
+        ),
+        (
+            "grade-view",
+            "'learner' hides hidden checks' details, 'instructor' shows all. Default: learner",
+        ),
+    ]
+    for name, help_text in options:
+        group.addoption(
+            f"--{name}", dest=f"llm_grade_{name.replace('-', '_')}", default=None, help=help_text
+        )
+        parser.addini(f"llm_grade_{name.replace('-', '_')}", help_text, default=None)
+
+
+def option(config: pytest.Config, name: str, default: Any = None) -> Any:
+    """A grading option from the command line, else the ini file, else ``default``."""
+    value = config.getoption(f"llm_grade_{name}", default=None)
+    if value is None:
+        value = config.getini(f"llm_grade_{name}") or None
+    return default if value is None else value
+
+
+def load_package(path: Path, name: str):
+    """Import a folder of modules with relative imports as the package ``name``."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(
+        name, path / "__init__.py", submodule_search_locations=[str(path)]
+    )
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package
+    spec.loader.exec_module(package)
+    return package
+
+
+def environment() -> dict[str, Any]:
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": "cpu",
+        "platform": platform.platform(terse=True),
+    }
+
+
+class GradingSession:
+    """State of one grading run: rubric, submission handle, results."""
+
+    def __init__(self, config: pytest.Config, graders_dir: Path):
+        from .compare import TOLERANCES
+        from .paths import bundled
+        from .rubric import load_rubric
+
+        self.config = config
+        self.graders_dir = graders_dir
+        self.rubric = load_rubric(Path(option(config, "rubric", graders_dir / "rubric.toml")))
+        TOLERANCES.update(self.rubric.tolerance)
+        self.submission_path = Path(option(config, "submission", bundled("stubs"))).resolve()
+        self.isolation = option(config, "isolation", "none")
+        self.learner_view = option(config, "grade_view", "learner") != "instructor"
+        self.out_dir = option(config, "grade_out")
+        self.results: dict[str, CheckResult] = {}
+        self.static_violations = []
+        self._handle = None
+        self.started = time.perf_counter()
+        self.result: GradeResult | None = None
+
+    # -------------------------------------------------------------- fixtures' backing
+
+    def submission(self):
+        if self._handle is None:
+            from .forbidden import scan_submission
+            from .submission import open_submission
+
+            self.static_violations = scan_submission(self.submission_path, self.rubric.forbidden)
+            self._handle = open_submission(
+                self.submission_path, isolation=self.isolation, forbidden=self.rubric.forbidden
+            )
+        return self._handle
+
+    def reference(self):
+        from .paths import bundled
+
+        return load_package(bundled("reference"), "_llm_grade_reference")
+
+    # -------------------------------------------------------------- scoring
+
+    @staticmethod
+    def component_of(item: pytest.Item) -> tuple[str, str]:
+        cls = getattr(item, "cls", None)
+        component = getattr(cls, "component", None)
+        if component is None:
+            raise pytest.UsageError(
+                f"{item.nodeid}: grader tests live in a class with a "
+                f'`component = "<API name>"` attribute'
+            )
+        return component, item.originalname.removeprefix("test_")
+
+    def title_of(self, item: pytest.Item) -> str:
+        doc = (getattr(item, "function", None).__doc__ or "").strip()
+        return doc.splitlines()[0].rstrip(".") if doc else item.originalname
+
+    def record(self, item: pytest.Item, when: str, excinfo, duration: float) -> CheckResult:
+        component, check = self.component_of(item)
+        spec = self.rubric.spec(component, check)
+        result = CheckResult(
+            name=check,
+            component=component,
+            title=self.title_of(item),
+            status="passed",
+            points=spec.points,
+            max_points=spec.points,
+            hidden=spec.hidden,
+            duration_s=duration,
+            nodeid=item.nodeid,
+        )
+        if excinfo is not None:
+            exc = _unwrap(excinfo.value)
+            result.points = 0.0
+            if isinstance(exc, GradingOutcome):
+                result.status = exc.status
+                result.message = exc.message
+                result.hint = exc.hint
+                result.counterexample = exc.counterexample
+                if isinstance(exc, LearnerError):
+                    from .feedback import crash_hint
+
+                    result.traceback = exc.traceback
+                    result.counterexample = exc.call
+                    result.hint = exc.hint or crash_hint(exc.exc_message)
+            elif isinstance(exc, pytest.skip.Exception):
+                result.status, result.points, result.message = "skipped", spec.points, str(exc)
+            elif _is_flaky(exc):
+                result.status = "failed"
+                result.message = (
+                    "Your code gave different results for the same input, so the "
+                    "check could not be reproduced."
+                )
+                result.hint = (
+                    "Is some randomness (dropout in eval mode, torch.rand) or global "
+                    "state changing between calls?"
+                )
+            else:
+                result.status = "error"
+                result.message = (
+                    f"The grader itself failed ({type(exc).__name__}: {exc}). "
+                    f"This is a bug in llm-grade, not in your code: please report it."
+                )
+        self.results[item.nodeid] = result
+        return result
+
+    def assemble(self) -> GradeResult:
+        by_component: dict[str, ComponentResult] = {}
+        for check in self.results.values():
+            comp = by_component.setdefault(
+                check.component, ComponentResult(check.component, module_of(check.component))
+            )
+            comp.checks.append(check)
+        # a forbidden call anywhere in a component zeroes all of it
+        for comp in by_component.values():
+            forbidden = [c for c in comp.checks if c.status == "forbidden"]
+            for check in comp.checks:
+                if forbidden and check.status != "forbidden":
+                    check.status, check.points = "forbidden", 0.0
+                    check.message = forbidden[0].message
+        from .components import COMPONENTS
+
+        order = list(COMPONENTS)
+        components = sorted(by_component.values(), key=lambda c: order.index(c.name))
+        isolation = {
+            "mode": self.isolation,
+            "trusted": self.isolation != "none",
+            "note": "learner code ran inside the grading process (fast mode): "
+            "scores are not tamper-proof"
+            if self.isolation == "none"
+            else "",
+        }
+        self.result = GradeResult(
+            str(self.submission_path),
+            components,
+            time.perf_counter() - self.started,
+            environment(),
+            isolation,
+            str(self.rubric.path),
+        )
+        return self.result
+
+    # -------------------------------------------------------------- hooks
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        outcome = yield
+        report: pytest.TestReport = outcome.get_result()
+        if call.when == "setup" and call.excinfo is None:
+            return
+        if call.when == "teardown" and call.excinfo is None:
+            return
+        if (
+            call.when == "setup"
+            and call.excinfo is not None
+            and call.excinfo.errisinstance(pytest.skip.Exception)
+        ):
+            return
+        result = self.record(item, call.when, call.excinfo, call.duration)
+        from .feedback import format_check
+
+        if result.status == "not_implemented":
+            report.outcome = "skipped"
+            report.longrepr = (
+                str(item.path),
+                item.location[1] or 0,
+                f"{result.component}: not implemented yet",
+            )
+        elif result.status != "passed":
+            report.outcome = "failed"
+            report.longrepr = format_check(result, learner_view=self.learner_view)
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        component, _ = self.component_of(item)
+        self.submission()  # scan before the first check
+        for violation in self.static_violations:
+            if violation.component == component:
+                from .outcomes import ForbiddenCall
+
+                raise ForbiddenCall(
+                    violation.component, violation.api, violation.file, violation.line
+                )
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        result = self.assemble()
+        if self.out_dir:
+            result.write_json(Path(self.out_dir) / "results.json")
+        if self._handle is not None:
+            self._handle.close()
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        from .feedback import format_summary
+
+        if self.result is None or not self.result.components:
+            return
+        not_started = [c for c in self.result.components if c.status == "not_implemented"]
+        terminalreporter.section("llm-grade: points per component")
+        for comp in not_started:
+            terminalreporter.write_line(
+                f"{comp.name} — not implemented yet (0 / {comp.max_score:g} points). "
+                f"Open {comp.module}.py to begin."
+            )
+        terminalreporter.write_line(format_summary(self.result))
+        if self.isolation == "none":
+            terminalreporter.write_line(
+                "(fast mode: learner code ran in this process; use `llm-grade grade` for a "
+                "trusted score)"
+            )
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """Hypothesis may wrap the failure in an ExceptionGroup; return the first real one."""
+    while isinstance(getattr(exc, "exceptions", None), tuple) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _is_flaky(exc: BaseException) -> bool:
+    return type(exc).__name__ in ("Flaky", "FlakyFailure", "FlakyReplay")
+
+
+def activate(config: pytest.Config, graders_dir: Path) -> GradingSession:
+    """Called by ``graders/conftest.py``: turn this pytest run into a grading run."""
+    if _SESSION_KEY in config.stash:
+        return config.stash[_SESSION_KEY]
+    from .profiles import load_profile
+
+    session = GradingSession(config, graders_dir)
+    config.stash[_SESSION_KEY] = session
+    config.pluginmanager.register(session, "llm-grade-session")
+    load_profile(config, session.rubric.max_examples)
+    return session
+
+
+def grading_session(config: pytest.Config) -> GradingSession:
+    return config.stash[_SESSION_KEY]
+
+
+__all__ = ["activate", "grading_session", "GradingSession", "CheckFailure", "NotImplementedYet"]

@@ -1,0 +1,122 @@
+"""Grading results as dataclasses, and their one JSON form (``results.json``).
+
+Data flows one way: graders -> :class:`CheckResult` -> :class:`GradeResult` -> exporters.
+Exporters read these objects (or the JSON) and never re-run anything.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("passed", "failed", "error", "not_implemented", "forbidden", "skipped")
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class CheckResult:
+    """One rubric check of one component (one grader test)."""
+
+    name: str  # the check id, e.g. "causality"
+    component: str  # the API name, e.g. "MultiHeadAttention"
+    title: str  # the property in plain words
+    status: str
+    points: float
+    max_points: float
+    message: str = ""
+    hint: str = ""
+    counterexample: str = ""
+    traceback: str = ""
+    hidden: bool = False
+    duration_s: float = 0.0
+    nodeid: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ComponentResult:
+    name: str
+    module: str
+    checks: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        return round(sum(c.points for c in self.checks), 4)
+
+    @property
+    def max_score(self) -> float:
+        return round(sum(c.max_points for c in self.checks), 4)
+
+    @property
+    def status(self) -> str:
+        statuses = {c.status for c in self.checks}
+        for status in ("forbidden", "not_implemented"):
+            if statuses == {status}:
+                return status
+        if "forbidden" in statuses:
+            return "forbidden"
+        return "passed" if statuses <= {"passed", "skipped"} else "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "module": self.module,
+            "score": self.score,
+            "max_score": self.max_score,
+            "status": self.status,
+            "tests": [c.to_dict() for c in self.checks],
+        }
+
+
+@dataclass
+class GradeResult:
+    submission: str
+    components: list[ComponentResult]
+    duration_s: float
+    environment: dict[str, Any]
+    isolation: dict[str, Any] = field(default_factory=dict)
+    rubric: str = ""
+
+    @property
+    def score(self) -> float:
+        return round(sum(c.score for c in self.components), 4)
+
+    @property
+    def max_score(self) -> float:
+        return round(sum(c.max_score for c in self.components), 4)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "submission": self.submission,
+            "score": self.score,
+            "max_score": self.max_score,
+            "duration_s": round(self.duration_s, 3),
+            "environment": self.environment,
+            "isolation": self.isolation,
+            "rubric": self.rubric,
+            "components": [c.to_dict() for c in self.components],
+        }
+
+    def write_json(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GradeResult:
+        components = [
+            ComponentResult(c["name"], c.get("module", ""), [CheckResult(**t) for t in c["tests"]])
+            for c in data["components"]
+        ]
+        return cls(
+            submission=data["submission"],
+            components=components,
+            duration_s=data.get("duration_s", 0.0),
+            environment=data.get("environment", {}),
+            isolation=data.get("isolation", {}),
+            rubric=data.get("rubric", ""),
+        )

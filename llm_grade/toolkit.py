@@ -1,0 +1,156 @@
+"""Helpers that grader tests share: reference modules with random weights, student/reference
+pairs with the same weights, and the messages for state_dict mismatches.
+
+Graders never touch learner objects directly: a "student" here is a reference (``{"ref": id}``)
+that only the submission handle can use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .components import COMPONENTS, module_of
+from .outcomes import CheckFailure, StateDictReport
+
+FUNCTIONS = tuple(name for name in COMPONENTS if name[0].islower())
+
+
+def reference_of(ref_pkg, component: str):
+    """The reference's class or function named ``component``."""
+    module = importlib.import_module(f"{ref_pkg.__name__}.{module_of(component)}")
+    return getattr(module, component)
+
+
+@torch.no_grad()
+def randomize_(module: nn.Module, seed: int) -> nn.Module:
+    """Give every parameter random values (norm gains near 1, everything else around 0), so a
+    learner's formula is compared on generic weights, not on the identity init of a LayerNorm."""
+    g = torch.Generator().manual_seed(seed)
+    for name, p in module.named_parameters():
+        noise = torch.randn(p.shape, generator=g, dtype=torch.float64)
+        leaf = name.rsplit(".", 1)[-1]
+        owner = module.get_submodule(name.rsplit(".", 1)[0]) if "." in name else module
+        if isinstance(owner, nn.Embedding):
+            p.copy_(noise)
+        elif leaf == "weight" and p.dim() == 1:  # a norm's gain
+            p.copy_(1.0 + 0.5 * noise)
+        elif p.dim() >= 2:
+            p.copy_(noise / math.sqrt(p.shape[-1]))
+        else:
+            p.copy_(0.5 * noise)
+    return module
+
+
+def state_dict_message(component: str, report: StateDictReport) -> str:
+    """``expected attribute `q_proj` in MultiHeadAttention, found `query`, ...``."""
+
+    def heads(keys: list[str]) -> list[str]:
+        return sorted({k.rsplit(".", 1)[0] if "." in k else k for k in keys})
+
+    parts = []
+    if report.missing:
+        expected = ", ".join(f"`{k}`" for k in heads(report.missing))
+        found = ", ".join(f"`{k}`" for k in heads(report.unexpected)) or "nothing in its place"
+        parts.append(f"expected attribute {expected} in {component}, found {found}")
+    elif report.unexpected:
+        parts.append(
+            f"{component} has parameters API.md does not list: "
+            + ", ".join(f"`{k}`" for k in report.unexpected)
+        )
+    for key, own, theirs in report.shape_mismatch:
+        parts.append(f"`{key}` has shape {own}, expected {theirs}")
+    return "; ".join(parts) + "."
+
+
+STATE_DICT_HINT = (
+    "Create the sub-modules and parameters with exactly the names API.md lists (they become "
+    "the state_dict keys), so the reference's weights load with load_state_dict(strict=True)."
+)
+
+
+@dataclass
+class Pair:
+    """A learner module (``student``, a handle reference) and the reference module with the
+    same weights, both in the same dtype and train/eval mode."""
+
+    student: dict
+    reference: nn.Module
+
+
+def build_pair(
+    sub,
+    ref_pkg,
+    component: str,
+    *,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+    train: bool = False,
+    children: dict[str, tuple[str, dict[str, Any]]] | None = None,
+    **kwargs: Any,
+) -> Pair:
+    """Build ``component(**kwargs)`` twice (learner, reference), randomize the reference's
+    weights and load them into the learner's module (strict).
+
+    ``children`` maps sub-module paths (``"self_attn"``, ``"layers.0"``) to the graded
+    component and arguments that live there; each is replaced by a trusted oracle with the
+    same weights, so the learner's composite is graded on its own wiring.
+    """
+    reference = reference_of(ref_pkg, component)(**kwargs)
+    randomize_(reference, seed)
+    reference.to(dtype).train(train)
+    student = sub.build(component, **kwargs)
+    sub.configure(student, dtype=dtype, train=train)
+    report = sub.load_state_dict(student, reference.state_dict())
+    if not report.ok():
+        raise CheckFailure(state_dict_message(component, report), hint=STATE_DICT_HINT)
+    for path, (child, child_kwargs) in (children or {}).items():
+        oracle = sub.oracle(child, **child_kwargs)
+        sub.configure(oracle, dtype=dtype, train=train)
+        sub.load_state_dict(oracle, reference.get_submodule(path).state_dict())
+        sub.inject(student, path, oracle)
+    return Pair(student, reference)
+
+
+def expect_gradients(sub, pair: Pair, *args: Any, case: str, method: str | None = None) -> None:
+    """Every parameter that gets a gradient in the reference gets one in the learner's module.
+
+    (Some parameters get none by construction, e.g. the key bias in attention: a constant
+    added to every score cancels in the softmax; the reference tells which.)
+    """
+    grads = sub.gradients(pair.student, *args, method=method)
+    ref_out = pair.reference(*args) if method is None else getattr(pair.reference, method)(*args)
+    if isinstance(ref_out, tuple):
+        ref_out = ref_out[0]
+    pair.reference.zero_grad(set_to_none=True)
+    weights = torch.randn(
+        ref_out.shape, generator=torch.Generator().manual_seed(0), dtype=ref_out.dtype
+    )
+    (ref_out * weights).sum().backward()
+    for name, p in pair.reference.named_parameters():
+        if p.grad is None or not bool((p.grad.abs() > 1e-12).any()):
+            continue
+        g = grads.get(name) if isinstance(grads, dict) else None
+        if type(g) is not torch.Tensor or not bool((g != 0).any()):
+            raise CheckFailure(
+                f"No gradient reaches `{name}`.",
+                counterexample=case,
+                hint="Something cuts the graph: .detach(), .data, .item(), torch.no_grad(), or "
+                "rebuilding a tensor with torch.tensor(...). Keep every step a tensor op.",
+            )
+
+
+def same_inputs(before: list, after: list) -> bool:
+    """True when every tensor argument is unchanged after the call (no in-place edits)."""
+    for a, b in zip(before, after, strict=False):
+        if isinstance(a, torch.Tensor):
+            if type(b) is not torch.Tensor or a.shape != b.shape or a.dtype != b.dtype:
+                return False
+            if not torch.equal(torch.nan_to_num(a), torch.nan_to_num(b)):
+                return False
+    return True
