@@ -203,8 +203,8 @@ class Executor:
 
     def op_build(self, component: str, args: list, kwargs: dict) -> Ref:
         cls = self._lookup(component)
-        torch.manual_seed(0)  # parameter initialisation is reproducible
-        with self.guard.active():
+        torch.default_generator.manual_seed(0)  # parameter initialisation is reproducible
+        with self.guard.active(), self._swapped_functions():
             obj = cls(*self._resolve(args), **self._resolve(kwargs))
         if not isinstance(obj, nn.Module):
             raise TypeError(
@@ -228,7 +228,9 @@ class Executor:
             obj = self._obj(target)
             fn = obj if method in (None, "forward") else getattr(obj, method)
         args, kwargs = self._resolve(args), self._resolve(kwargs)
-        torch.manual_seed(CALL_SEED)
+        # CPU generator only: torch.manual_seed also queues seeds for lazy CUDA/XPU init and
+        # formats a stack trace each time (about 1 ms a call)
+        torch.default_generator.manual_seed(CALL_SEED)
         with self.guard.active(), self._swapped_functions(), torch.set_grad_enabled(grad):
             out = fn(*args, **kwargs)
         if echo_inputs:

@@ -226,6 +226,18 @@ class GradingSession:
 
     # -------------------------------------------------------------- hooks
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Check every grader against the rubric before anything runs; let ``-k causal_mask``
+        select a component by its API name."""
+        for item in items:
+            component, check = self.component_of(item)
+            try:
+                self.rubric.spec(component, check)
+            except Exception as exc:  # RubricError: tell the instructor, stop the run
+                raise pytest.UsageError(str(exc)) from None
+            item.extra_keyword_matches.add(component)
+
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
         outcome = yield
@@ -255,8 +267,13 @@ class GradingSession:
             report.longrepr = format_check(result, learner_view=self.learner_view)
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        from .toolkit import FUNCTIONS
+
         component, _ = self.component_of(item)
-        self.submission()  # scan before the first check
+        handle = self.submission()
+        # credit isolation: while grading one component, every other graded function the
+        # learner's code calls is the trusted oracle version
+        handle.use_oracle_functions([f for f in FUNCTIONS if f != component])
         for violation in self.static_violations:
             if violation.component == component:
                 from .outcomes import ForbiddenCall

@@ -83,7 +83,7 @@ class AttentionHead(nn.Module):
 
 
 class MultiHeadAttention(nn.Module):
-    """``n_heads`` heads attending in parallel over slices of ``d_model``, then mixed by ``out_proj``.
+    """``n_heads`` heads attend in parallel over slices of ``d_model``; ``out_proj`` mixes them.
 
     ``forward(query [B, T_q, d_model], key, value [B, T_k, d_model], mask) -> [B, T_q, d_model]``.
     """

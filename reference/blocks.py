@@ -36,7 +36,8 @@ class DecoderLayer(nn.Module):
     """Post-norm decoder layer: masked self-attention, cross-attention over the encoder's
     ``memory``, feed-forward; each followed by Add & Norm.
 
-    ``forward(x [B, T, d_model], memory [B, S, d_model], tgt_mask, memory_mask) -> [B, T, d_model]``.
+    ``forward(x [B, T, d_model], memory [B, S, d_model], tgt_mask, memory_mask)``
+    returns ``[B, T, d_model]``.
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0):

@@ -65,7 +65,8 @@ class SinusoidalPositionalEncoding(nn.Module):
         self.max_len = max_len
         self.dropout = nn.Dropout(dropout)
         # a buffer moves with .to(device) but is not a parameter; not saved in the state_dict
-        self.register_buffer("pe", sinusoidal_positional_encoding(max_len, d_model), persistent=False)
+        pe = sinusoidal_positional_encoding(max_len, d_model)  # (max_len, d_model)
+        self.register_buffer("pe", pe, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T = x.size(1)

@@ -281,8 +281,10 @@ def test_embeddings(dtype: torch.dtype) -> None:
     ref, orc = _pair("TokenEmbedding", 11, 8, dtype=dtype)
     _run_both(ref, orc, tokens, dtype=dtype)
     x = _randn(B, T, 8, dtype=dtype)
-    for name, args in (("SinusoidalPositionalEncoding", (8, 16)), ("LearnedPositionalEmbedding",
-                                                                   (16, 8))):
+    for name, args in (
+        ("SinusoidalPositionalEncoding", (8, 16)),
+        ("LearnedPositionalEmbedding", (16, 8)),
+    ):
         ref, orc = _pair(name, *args, dtype=dtype)
         _run_both(ref, orc, x, dtype=dtype)
     # float32 modules keep working on float64 inputs like the reference (table cast to x.dtype)
@@ -373,10 +375,12 @@ def test_oracle_parts_injected_into_a_reference_composite() -> None:
     ref, _ = _pair("EncoderLayer", 8, 2, 12)
     x, mask = _randn(B, T, 8), _mask("causal&padding")
     expected = ref(x, mask)
-    for path, name, args in (("self_attn", "MultiHeadAttention", (8, 2)),
-                             ("ffn", "FeedForward", (8, 12)),
-                             ("add_norm1", "AddNorm", (8,)),
-                             ("add_norm2.norm", "LayerNorm", (8,))):
+    for path, name, args in (
+        ("self_attn", "MultiHeadAttention", (8, 2)),
+        ("ffn", "FeedForward", (8, 12)),
+        ("add_norm1", "AddNorm", (8,)),
+        ("add_norm2.norm", "LayerNorm", (8,)),
+    ):
         oracle = _both(name)[1](*args).double().eval()
         oracle.load_state_dict(ref.get_submodule(path).state_dict(), strict=True)
         owner, _, leaf = path.rpartition(".")
@@ -392,13 +396,20 @@ def test_greedy_decode() -> None:
     src = torch.randint(0, 11, (3, S))
     src_mask = (torch.arange(S) < torch.tensor([S, 2, 3]).unsqueeze(1)).unsqueeze(1)
     first = ref_transformer.greedy_decode(ref, src, 2, 1, 0)[:, 1]
-    cases = [(6, 1, 0, None), (6, 1, 0, src_mask), (1, 1, 0, None), (7, 1, int(first[0]), None),
-             (7, 1, int(first[1]), src_mask)]  # the last two finish some rows early
+    cases = [
+        (6, 1, 0, None),
+        (6, 1, 0, src_mask),
+        (1, 1, 0, None),
+        (7, 1, int(first[0]), None),
+        (7, 1, int(first[1]), src_mask),
+    ]  # the last two finish some rows early
     for max_len, bos_id, eos_id, mask in cases:
         expected = ref_transformer.greedy_decode(ref, src, max_len, bos_id, eos_id, mask)
-        for fn, model in ((orc_transformer.greedy_decode, ref),
-                          (orc_transformer.greedy_decode, orc),
-                          (ref_transformer.greedy_decode, orc)):
+        for fn, model in (
+            (orc_transformer.greedy_decode, ref),
+            (orc_transformer.greedy_decode, orc),
+            (ref_transformer.greedy_decode, orc),
+        ):
             out = fn(model, src, max_len, bos_id, eos_id, mask)
             assert out.dtype == torch.long and torch.equal(out, expected)
     # a finished row is padded with eos_id; generation stops when every row has finished
@@ -460,8 +471,10 @@ def test_value_error_parity(name: str, args: tuple, kwargs: dict) -> None:
 
 
 def test_value_error_parity_at_call_time() -> None:
-    for name, args in (("SinusoidalPositionalEncoding", (8, 4)),
-                       ("LearnedPositionalEmbedding", (4, 8))):
+    for name, args in (
+        ("SinusoidalPositionalEncoding", (8, 4)),
+        ("LearnedPositionalEmbedding", (4, 8)),
+    ):
         ref, orc = _pair(name, *args)
         for module in (ref, orc):
             with pytest.raises(ValueError, match="max_len"):

@@ -1,0 +1,55 @@
+"""Every single-bug variant in tests/bugs/ is caught by the intended component, with the
+intended hint, and costs no other component anything (credit isolation)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from llm_grade.engine import grade
+
+BUGS_DIR = Path(__file__).resolve().parent / "bugs"
+
+
+def _load_bugs():
+    sys.path.insert(0, str(BUGS_DIR))  # the catalogue files import `bug`
+    try:
+        bugs = []
+        for path in sorted(BUGS_DIR.glob("*.py")):
+            if path.stem == "bug":
+                continue
+            spec = importlib.util.spec_from_file_location(f"_bugs_{path.stem}", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            bugs += module.BUGS
+        return bugs
+    finally:
+        sys.path.remove(str(BUGS_DIR))
+
+
+BUGS = _load_bugs()
+
+
+def test_the_catalogue_is_large_and_unique():
+    assert len(BUGS) >= 40
+    assert len({b.id for b in BUGS}) == len(BUGS)
+
+
+@pytest.mark.parametrize("bug", BUGS, ids=[b.id for b in BUGS])
+def test_bug_is_caught_by_the_right_component_with_the_right_hint(bug, reference_copy):
+    path = reference_copy / f"{bug.module}.py"
+    source = path.read_text()
+    assert source.count(bug.find) == 1, f"{bug.id}: the text to replace must occur exactly once"
+    path.write_text(source.replace(bug.find, bug.replace))
+
+    result = grade(reference_copy, quiet=True)
+
+    losing = {c.name for c in result.components if c.score < c.max_score}
+    assert bug.component in losing, f"{bug.id}: {bug.component} kept all its points"
+    assert losing <= {bug.component, *bug.also}, f"{bug.id}: other components lost points"
+    (component,) = [c for c in result.components if c.name == bug.component]
+    shown = " ".join(f"{c.message} {c.hint}" for c in component.checks if c.status != "passed")
+    assert bug.hint.lower() in shown.lower(), f"{bug.id}: expected hint {bug.hint!r}\n{shown}"

@@ -1,0 +1,32 @@
+"""No false failures: the reference and the torch.nn variant pass every check under 20
+different Hypothesis seeds in the exploring ``llm-grade-dev`` profile."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import ORACLES, REFERENCE
+
+from llm_grade.engine import grade
+
+SEEDS = range(20)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("which", ["reference", "torch.nn variant"])
+def test_correct_submissions_never_fail(which, seed, rubric_without_forbidden_rule):
+    submission, rubric = (
+        (REFERENCE, None) if which == "reference" else (ORACLES, rubric_without_forbidden_rule)
+    )
+    result = grade(
+        submission,
+        rubric=rubric,
+        quiet=True,
+        extra=["--hypothesis-profile=llm-grade-dev", f"--hypothesis-seed={seed}"],
+    )
+    failing = [
+        (c.component, c.name, c.message)
+        for comp in result.components
+        for c in comp.checks
+        if c.status != "passed"
+    ]
+    assert failing == []

@@ -1,0 +1,133 @@
+"""Grading as a whole: the reference scores full marks, the stubs score zero, the torch.nn
+variant scores full marks once the forbidden-API rule is off, and scores are deterministic."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import GRADERS, ORACLES, REFERENCE, STUBS
+
+from llm_grade.components import COMPONENTS
+from llm_grade.engine import grade
+from llm_grade.results import STATUSES
+from llm_grade.rubric import load_rubric
+
+
+@pytest.fixture(scope="module")
+def reference_result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference")
+    return grade(REFERENCE, out=out, quiet=True), out
+
+
+def test_reference_scores_full_marks(reference_result):
+    result, _ = reference_result
+    failing = [
+        (c.component, c.name, c.message)
+        for comp in result.components
+        for c in comp.checks
+        if c.status != "passed"
+    ]
+    assert failing == []
+    assert result.score == result.max_score == load_rubric(GRADERS / "rubric.toml").total
+
+
+def test_results_json_has_the_documented_shape(reference_result):
+    _, out = reference_result
+    data = json.loads((out / "results.json").read_text())
+    assert {"submission", "score", "max_score", "duration_s", "environment", "components"} <= set(
+        data
+    )
+    assert {"python", "torch", "device"} <= set(data["environment"])
+    for component in data["components"]:
+        assert component["name"] in COMPONENTS
+        assert {"name", "score", "max_score", "tests"} <= set(component)
+        for test in component["tests"]:
+            assert {
+                "name",
+                "status",
+                "points",
+                "max_points",
+                "message",
+                "hint",
+                "counterexample",
+            } <= set(test)
+            assert test["status"] in STATUSES
+
+
+def test_stubs_score_zero_and_every_component_is_not_implemented():
+    result = grade(STUBS, quiet=True)
+    assert result.score == 0
+    assert {c.status for comp in result.components for c in comp.checks} == {"not_implemented"}
+    assert {comp.name for comp in result.components} == set(
+        load_rubric(GRADERS / "rubric.toml").checks
+    )
+
+
+def test_torch_nn_variant_scores_full_marks_without_the_forbidden_api_rule(
+    rubric_without_forbidden_rule,
+):
+    result = grade(ORACLES, rubric=rubric_without_forbidden_rule, quiet=True)
+    failing = [
+        (c.component, c.name, c.message)
+        for comp in result.components
+        for c in comp.checks
+        if c.status != "passed"
+    ]
+    assert failing == []
+    assert result.score == result.max_score
+
+
+def test_torch_nn_variant_is_zeroed_where_the_rule_forbids_its_calls():
+    result = grade(ORACLES, quiet=True, select="softmax or MultiHeadAttention or causal_mask")
+    by_name = {comp.name: comp for comp in result.components}
+    for name in ("softmax", "MultiHeadAttention"):
+        assert by_name[name].score == 0
+        assert {c.status for c in by_name[name].checks} == {"forbidden"}
+        assert re.search(r"calls torch\.\S+ \(\w+\.py, line \d+\)", by_name[name].checks[0].message)
+    assert by_name["causal_mask"].score == by_name["causal_mask"].max_score
+
+
+def test_a_forbidden_call_hidden_from_the_source_scan_is_caught_at_run_time(reference_copy):
+    path = reference_copy / "attention.py"
+    text = path.read_text()
+    text = text.replace(
+        "    x_max = x.amax(dim=dim, keepdim=True)",
+        "    return getattr(torch, 'soft' + 'max')(x, dim)\n"
+        "    x_max = x.amax(dim=dim, keepdim=True)",
+    )
+    path.write_text(text)
+    result = grade(reference_copy, quiet=True, select="softmax")
+    (softmax,) = [c for c in result.components if c.name == "softmax"]
+    assert softmax.score == 0 and softmax.status == "forbidden"
+    assert "torch.softmax" in softmax.checks[0].message
+
+
+def test_same_submission_same_score_every_run(tmp_path: Path):
+    buggy = REFERENCE.parent / "examples" / "buggy"
+    first = grade(buggy, out=tmp_path / "a", quiet=True)
+    second = grade(buggy, out=tmp_path / "b", quiet=True)
+    assert first.score == second.score < first.max_score
+
+    def strip(path):
+        data = json.loads((path / "results.json").read_text())
+        for comp in data["components"]:
+            for test in comp["tests"]:
+                test.pop("duration_s")
+        return data["components"]
+
+    assert strip(tmp_path / "a") == strip(tmp_path / "b")
+
+
+def test_every_rubric_entry_has_a_grader_and_every_grader_an_entry():
+    rubric = load_rubric(GRADERS / "rubric.toml")
+    found = set()
+    pattern = r'^class Test\w+:\n    component = "(\w+)"(.*?)(?=^class |\Z)'
+    for path in GRADERS.glob("test_*.py"):
+        for component, body in re.findall(pattern, path.read_text(), flags=re.M | re.S):
+            found.add(component)
+            assert set(re.findall(r"def test_(\w+)\(", body)) == set(rubric.checks[component])
+    assert found == set(rubric.checks) == set(COMPONENTS)
+    assert rubric.total == 100
