@@ -66,10 +66,11 @@ def init(dest: Path) -> None:
 )
 @click.option(
     "--isolation",
-    type=click.Choice(["none"]),
-    default="none",
+    type=click.Choice(["process", "none"]),
+    default="process",
     show_default=True,
-    help="Where learner code runs. 'none': in the grading process (fast, untrusted).",
+    help="Where learner code runs: 'process' (a sandboxed worker; the score can be trusted) "
+    "or 'none' (inside the grading process; fast, for local iteration, not tamper-proof).",
 )
 @click.option(
     "--view",

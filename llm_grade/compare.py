@@ -23,6 +23,12 @@ TOLERANCES: dict[str, dict[str, float]] = {
 }
 
 
+NON_FINITE_HINT = (
+    "NaN or inf usually comes from exp() overflowing, dividing by zero, or a softmax row whose "
+    "scores are all -inf (every key masked out)."
+)
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
@@ -105,9 +111,7 @@ def expect_tensor(
             f"{what} contains {value[tuple(bad)].item()} at {fmt_index(bad)} "
             f"({int((~torch.isfinite(value)).sum())} non-finite values).",
             counterexample=case,
-            hint=hint
-            or "NaN or inf usually comes from exp() overflowing, dividing by zero, or a "
-            "fully -inf row in a softmax.",
+            hint=hint or NON_FINITE_HINT,
         )
     return value
 
@@ -130,8 +134,11 @@ def expect_close(
         case=case,
         shape=expected.shape,
         dtype=expected.dtype if check_dtype else None,
-        hint="",
+        finite=False,
     )
+    if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+        # non-finite where the reference is finite: the generic cause plus the grader's hint
+        expect_tensor(got, what, case=case, hint=f"{NON_FINITE_HINT} {hint}".strip())
     tol = TOLERANCES.get(dtype_name(expected.dtype), TOLERANCES["float32"])
     atol = tol["atol"] if atol is None else atol
     rtol = tol["rtol"] if rtol is None else rtol

@@ -76,6 +76,35 @@ class ForbiddenCall(GradingOutcome):
         self.line = line
 
 
+class WorkerFailure(BaseException):
+    """The worker process hung, ran out of memory, crashed or exited (process isolation).
+
+    A ``BaseException`` on purpose: Hypothesis shrinks ordinary exceptions by re-running the
+    test many times, which for a 20-second timeout would take hours; this one ends the check
+    at once.
+    """
+
+    status = "error"
+    __test__ = False
+
+    def __init__(self, component: str, call: str, kind: str, message: str):
+        super().__init__(message)
+        self.component = component
+        self.call = call
+        self.kind = kind
+        self.message = message
+        self.counterexample = call
+        self.hint = {
+            "timeout": "Look for a loop that never ends (a while loop whose condition never "
+            "changes) or work that grows much faster than the input.",
+            "limit": "Look for tensors that grow with every step or loop iteration, or for "
+            "processes your code starts.",
+            "worker": "Your code ended the process (sys.exit, os._exit, a crash in native "
+            "code): return values or raise exceptions instead.",
+            "protocol": "Return tensors, numbers or tuples of them; nothing else can be graded.",
+        }.get(kind, "")
+
+
 class MissingComponent(GradingOutcome):
     """The submission does not define a name that API.md requires."""
 

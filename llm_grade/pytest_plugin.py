@@ -21,7 +21,13 @@ from typing import Any
 import pytest
 
 from .components import module_of
-from .outcomes import CheckFailure, GradingOutcome, LearnerError, NotImplementedYet
+from .outcomes import (
+    CheckFailure,
+    GradingOutcome,
+    LearnerError,
+    NotImplementedYet,
+    WorkerFailure,
+)
 from .results import CheckResult, ComponentResult, GradeResult
 
 _SESSION_KEY = pytest.StashKey["GradingSession"]()
@@ -112,8 +118,17 @@ class GradingSession:
             from .submission import open_submission
 
             self.static_violations = scan_submission(self.submission_path, self.rubric.forbidden)
+            from .paths import bundled
+
+            masks = [bundled("reference"), self.graders_dir, bundled("graders")]
+            if self.out_dir:
+                masks.append(Path(self.out_dir))
             self._handle = open_submission(
-                self.submission_path, isolation=self.isolation, forbidden=self.rubric.forbidden
+                self.submission_path,
+                isolation=self.isolation,
+                forbidden=self.rubric.forbidden,
+                limits=self.rubric.limits,
+                masks=masks,
             )
         return self._handle
 
@@ -156,7 +171,7 @@ class GradingSession:
         if excinfo is not None:
             exc = _unwrap(excinfo.value)
             result.points = 0.0
-            if isinstance(exc, GradingOutcome):
+            if isinstance(exc, (GradingOutcome, WorkerFailure)):
                 result.status = exc.status
                 result.message = exc.message
                 result.hint = exc.hint
@@ -206,14 +221,7 @@ class GradingSession:
 
         order = list(COMPONENTS)
         components = sorted(by_component.values(), key=lambda c: order.index(c.name))
-        isolation = {
-            "mode": self.isolation,
-            "trusted": self.isolation != "none",
-            "note": "learner code ran inside the grading process (fast mode): "
-            "scores are not tamper-proof"
-            if self.isolation == "none"
-            else "",
-        }
+        isolation = self._handle.describe() if self._handle else {"mode": self.isolation}
         self.result = GradeResult(
             str(self.submission_path),
             components,
@@ -288,6 +296,7 @@ class GradingSession:
             result.write_json(Path(self.out_dir) / "results.json")
         if self._handle is not None:
             self._handle.close()
+            self._handle = None
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         from .feedback import format_summary
@@ -304,9 +313,11 @@ class GradingSession:
         terminalreporter.write_line(format_summary(self.result))
         if self.isolation == "none":
             terminalreporter.write_line(
-                "(fast mode: learner code ran in this process; use `llm-grade grade` for a "
-                "trusted score)"
+                "(--isolation none: learner code ran in this process, fast but not "
+                "tamper-proof; `llm-grade grade` isolates it)"
             )
+        elif "unavailable" in self.result.isolation.get("sandbox", ""):
+            terminalreporter.write_line(f"(sandbox: {self.result.isolation['sandbox']})")
 
 
 def _unwrap(exc: BaseException) -> BaseException:

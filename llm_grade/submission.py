@@ -21,6 +21,7 @@ from .outcomes import (
     MissingComponent,
     NotImplementedYet,
     StateDictReport,
+    WorkerFailure,
 )
 from .wire import Opaque, sanitize
 
@@ -62,6 +63,11 @@ class Submission:
         self._transport = transport
         self._close = close
         self.labels: dict[int, str] = {}
+        self.description: dict[str, Any] = {"mode": isolation}
+
+    def describe(self) -> dict[str, Any]:
+        """How learner code ran (mode, sandbox, limits), for results.json and reports."""
+        return self.description
 
     # ----------------------------------------------------------------- plumbing
 
@@ -72,7 +78,7 @@ class Submission:
         raise self._outcome(reply["error"], component, call)
 
     @staticmethod
-    def _outcome(error: dict, component: str, call: str) -> Exception:
+    def _outcome(error: dict, component: str, call: str) -> BaseException:
         kind = error.get("kind")
         if kind == "not_implemented":
             return NotImplementedYet(error.get("component") or component, error.get("call") or call)
@@ -81,15 +87,15 @@ class Submission:
         if kind == "missing":
             return MissingComponent(error["message"])
         if kind == "exception":
-            err = LearnerError(
+            return LearnerError(
                 error.get("component") or component,
                 call,
                 error["exc_type"],
                 error["message"],
                 error.get("traceback", ""),
             )
-            return err
-        # crashes, timeouts and other worker-level records (see isolation)
+        if kind in ("timeout", "limit", "worker", "protocol"):  # see isolation.py
+            return WorkerFailure(component, call, kind, error.get("message", "the worker failed"))
         return LearnerError(
             component,
             call,
@@ -237,9 +243,17 @@ def open_submission(
     *,
     isolation: str = "none",
     forbidden: dict[str, list[str]] | None = None,
-    **limits: Any,
+    limits: dict[str, float] | None = None,
+    masks: list[Path] = (),
+    sandbox: str = "auto",
 ) -> Submission:
-    """Open a submission folder behind the transport that ``isolation`` names."""
+    """Open a submission folder behind the transport that ``isolation`` names.
+
+    ``"none"``: learner code runs in this process (fast, for local iteration, untrusted).
+    ``"process"``: it runs in a sandboxed worker process (see :mod:`llm_grade.isolation`);
+    ``limits`` override :class:`~llm_grade.isolation.Limits`, ``masks`` are folders the
+    worker must not see.
+    """
     root = Path(root).resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"submission folder {root} does not exist")
@@ -255,7 +269,28 @@ def open_submission(
                 reply["value"] = sanitize(reply["value"])
             return reply
 
-        return Submission(root, transport, "none")
+        submission = Submission(root, transport, "none")
+        submission.description = {
+            "mode": "none",
+            "trusted": False,
+            "sandbox": "none",
+            "note": "learner code ran inside the grading process (fast mode for local "
+            "iteration): the score is not tamper-proof",
+        }
+        return submission
+    if isolation == "process":
+        from .isolation import Limits, WorkerTransport
+
+        transport = WorkerTransport(
+            root,
+            forbidden or {},
+            Limits.from_mapping(limits or {}),
+            masks=list(masks),
+            sandbox=sandbox,
+        )
+        submission = Submission(root, transport, "process", close=transport.close)
+        submission.describe = transport.describe
+        return submission
     raise ValueError(f"unknown isolation mode {isolation!r}; expected 'none' or 'process'")
 
 

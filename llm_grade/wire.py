@@ -60,3 +60,138 @@ def sanitize(value: Any, depth: int = 0) -> Any:
         out = {k: sanitize(v, depth + 1) for k, v in value.items()}
         return out
     return Opaque(type_name(value))
+
+
+# --------------------------------------------------------------------------- byte codec
+# Messages between the grader and a worker process: a JSON header describing the structure,
+# followed by the raw bytes of every tensor. Decoding never runs pickle or any learner-chosen
+# code: it only builds dicts, lists, tuples, numbers, strings and plain tensors.
+
+_DTYPES = {
+    name: getattr(torch, name)
+    for name in (
+        "float16",
+        "bfloat16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "bool",
+    )
+}
+_DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
+
+
+class WireError(ValueError):
+    """A message could not be encoded or decoded (malformed or too large)."""
+
+
+def _encode(value: Any, blobs: list[bytes]) -> Any:
+    cls = type(value)
+    if value is None or cls in (bool, int, str):
+        return value
+    if cls is float:
+        return (
+            value if value == value and abs(value) != float("inf") else {"__float__": repr(value)}
+        )
+    if cls is torch.Tensor:
+        if value.dtype not in _DTYPE_NAMES:
+            return {"__opaque__": f"tensor of dtype {value.dtype}"}
+        t = value.detach().cpu().contiguous()
+        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        blobs.append(data)
+        return {
+            "__tensor__": len(blobs) - 1,
+            "dtype": _DTYPE_NAMES[t.dtype],
+            "shape": list(t.shape),
+            "device": str(value.device),
+        }
+    if cls is torch.device:
+        return {"__device__": str(value)}
+    if cls is torch.dtype:
+        return {"__dtype__": str(value).replace("torch.", "")}
+    if cls is Opaque:
+        return {"__opaque__": value.type_name}
+    if cls is tuple:
+        return {"__tuple__": [_encode(v, blobs) for v in value]}
+    if cls is list:
+        return [_encode(v, blobs) for v in value]
+    if isinstance(value, dict):
+        return {"__dict__": [[str(k), _encode(v, blobs)] for k, v in value.items()]}
+    return {"__opaque__": type_name(value)}
+
+
+def encode(value: Any) -> bytes:
+    """Bytes for ``value`` (plain data as :func:`sanitize` returns it)."""
+    import json
+
+    blobs: list[bytes] = []
+    header = json.dumps(_encode(value, blobs)).encode()
+    sizes = json.dumps([len(b) for b in blobs]).encode()
+    return b"".join(
+        [len(header).to_bytes(8, "little"), len(sizes).to_bytes(8, "little"), header, sizes, *blobs]
+    )
+
+
+def decode(data: bytes, *, max_bytes: int = 1 << 30) -> Any:
+    """Inverse of :func:`encode`; raises :class:`WireError` on anything malformed."""
+    import json
+
+    if len(data) > max_bytes:
+        raise WireError(f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
+    try:
+        n_header = int.from_bytes(data[:8], "little")
+        n_sizes = int.from_bytes(data[8:16], "little")
+        header = json.loads(data[16 : 16 + n_header])
+        sizes = json.loads(data[16 + n_header : 16 + n_header + n_sizes])
+        offsets, pos = [], 16 + n_header + n_sizes
+        for size in sizes:
+            offsets.append((pos, pos + int(size)))
+            pos += int(size)
+        if pos != len(data):
+            raise WireError("message length does not match its header")
+        return _decode(header, data, offsets, 0)
+    except WireError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any malformed input is a WireError
+        raise WireError(f"malformed message: {exc}") from None
+
+
+def _decode(node: Any, data: bytes, offsets: list[tuple[int, int]], depth: int) -> Any:
+    if depth > 64:
+        raise WireError("message nested too deeply")
+    if node is None or type(node) in (bool, int, str, float):
+        return node
+    if type(node) is list:
+        return [_decode(v, data, offsets, depth + 1) for v in node]
+    if type(node) is not dict or len(node) == 0:
+        raise WireError("unexpected node in message")
+    if "__tensor__" in node:
+        start, end = offsets[int(node["__tensor__"])]
+        dtype = _DTYPES[node["dtype"]]
+        shape = [int(s) for s in node["shape"]]
+        raw = (
+            torch.frombuffer(bytearray(data[start:end]), dtype=torch.uint8)
+            if end > start
+            else torch.empty(0, dtype=torch.uint8)
+        )
+        tensor = raw.view(dtype).reshape(shape) if raw.numel() else torch.empty(shape, dtype=dtype)
+        return tensor
+    if "__float__" in node:
+        return float(node["__float__"])
+    if "__device__" in node:
+        return torch.device(str(node["__device__"]))
+    if "__dtype__" in node:
+        return _DTYPES[str(node["__dtype__"])]
+    if "__opaque__" in node:
+        return Opaque(str(node["__opaque__"]))
+    if "__tuple__" in node:
+        return tuple(_decode(v, data, offsets, depth + 1) for v in node["__tuple__"])
+    if "__dict__" in node:
+        return {str(k): _decode(v, data, offsets, depth + 1) for k, v in node["__dict__"]}
+    raise WireError("unexpected node in message")

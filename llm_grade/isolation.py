@@ -1,0 +1,416 @@
+"""The trusted side of ``--isolation process``: start a sandboxed worker, talk to it, bound it.
+
+Learner code runs only in the worker (:mod:`llm_grade.worker`). On Linux with bubblewrap the
+worker gets a read-only view of the machine, a private ``/tmp``, its own PID, network, IPC and
+UTS namespaces, and the reference, the graders and the output folder masked by empty tmpfs
+mounts; it dies with the grader. Without bubblewrap it runs with resource limits in its own
+process group, and the results say so.
+
+Every request has a wall-clock timeout; a watchdog also bounds the worker tree's resident
+memory and process count. A hang, an OOM, a crash or an exit costs the request in flight (an
+error record), and the next request gets a fresh worker.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from . import wire
+from .worker import read_frame, write_frame
+
+
+@dataclass
+class Limits:
+    """Bounds on learner code; the rubric's ``[limits]`` table overrides them."""
+
+    call_timeout_s: float = 20.0  # one request (one build or call); generous for Python loops
+    startup_timeout_s: float = 120.0  # starting Python and importing torch in the worker
+    memory_mb: int = 2048  # resident memory of the worker and its children
+    max_processes: int = 16  # processes in the worker's tree (bounds fork bombs)
+    cpu_s: int = 1800  # CPU seconds for one worker (RLIMIT_CPU)
+    output_kb: int = 64  # learner output kept (the rest is dropped)
+    tmp_mb: int = 64  # size of the worker's private /tmp
+    reply_mb: int = 256  # largest reply accepted from the worker
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, float]) -> Limits:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown limits {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**{k: type(getattr(cls(), k))(v) for k, v in values.items()})
+
+
+@functools.lru_cache(maxsize=1)
+def bubblewrap() -> str | None:
+    """Path of a working ``bwrap`` (it can fail where user namespaces are off), else None."""
+    path = shutil.which("bwrap")
+    if path is None:
+        return None
+    try:
+        probe = subprocess.run(
+            [
+                path,
+                "--ro-bind",
+                "/",
+                "/",
+                "--dev",
+                "/dev",
+                "--unshare-pid",
+                "--unshare-net",
+                "--die-with-parent",
+                "true",
+            ],
+            capture_output=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return path if probe.returncode == 0 else None
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (from /proc)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo += [int(c) for c in fh.read().split()]
+        except OSError:
+            continue
+    return out
+
+
+def _rss_mb(pids: list[int]) -> float:
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/statm") as fh:
+                total += int(fh.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class WorkerDied(Exception):
+    """The worker ended or misbehaved; ``record`` is the error record for the request."""
+
+    def __init__(self, record: dict):
+        super().__init__(record["message"])
+        self.record = record
+
+
+class WorkerTransport:
+    """A transport for :class:`~llm_grade.submission.Submission` backed by a worker process."""
+
+    def __init__(
+        self,
+        root: Path,
+        forbidden: dict[str, list[str]],
+        limits: Limits,
+        masks: list[Path] = (),
+        sandbox: str = "auto",
+    ):
+        self.root = Path(root).resolve()
+        self.forbidden = forbidden
+        self.limits = limits
+        self.masks = [Path(m).resolve() for m in masks if Path(m).exists()]
+        self.bwrap = bubblewrap() if sandbox in ("auto", "bwrap") else None
+        if sandbox == "bwrap" and self.bwrap is None:
+            raise RuntimeError("bubblewrap was requested but is not available on this machine")
+        self.proc: subprocess.Popen | None = None
+        self.output = bytearray()
+        self.output_dropped = 0
+        self.restarts = 0
+        self.broken_modules: dict[str, dict] = {}
+        self._workdir: str | None = None
+
+    # -------------------------------------------------------------- description
+
+    def describe(self) -> dict:
+        if self.bwrap:
+            sandbox = (
+                "bubblewrap: read-only root, private /tmp, PID/network/IPC namespaces, "
+                "reference/ and graders/ masked"
+            )
+        else:
+            sandbox = (
+                "none (bubblewrap unavailable): resource limits and process-group kill "
+                "only; learner code could read files on this machine"
+            )
+        return {
+            "mode": "process",
+            "trusted": True,
+            "sandbox": sandbox,
+            "limits": asdict(self.limits),
+            "worker_restarts": self.restarts,
+        }
+
+    # -------------------------------------------------------------- lifecycle
+
+    def _command(self) -> tuple[list[str], str]:
+        python = [sys.executable, "-I", "-B", "-m", "llm_grade.worker"]
+        if self.bwrap is None:
+            self._workdir = tempfile.mkdtemp(prefix="llm-grade-worker-")
+            return python + ["--submission", str(self.root)], self._workdir
+        cmd = [
+            self.bwrap,
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--size",
+            str(self.limits.tmp_mb * 2**20),
+            "--tmpfs",
+            "/tmp",
+            "--unshare-pid",
+            "--unshare-net",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--die-with-parent",
+            "--new-session",
+        ]
+        for mask in self.masks:
+            cmd += ["--tmpfs", str(mask)]
+        cmd += ["--ro-bind", str(self.root), "/tmp/submission", "--chdir", "/tmp"]
+        return cmd + python + ["--submission", "/tmp/submission"], "/"
+
+    def _preexec(self) -> None:  # runs in the child before exec: limits that bwrap inherits
+        import resource
+
+        mb = 2**20
+        address_space = (self.limits.memory_mb + 1536) * mb  # torch maps ~0.6 GB at import
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+        resource.setrlimit(resource.RLIMIT_CPU, (self.limits.cpu_s, self.limits.cpu_s + 5))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.limits.tmp_mb * mb,) * 2)
+
+    def start(self) -> None:
+        cmd, cwd = self._command()
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": "/tmp",
+            "LANG": "C.UTF-8",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "PYTHONHASHSEED": "0",
+        }
+        cmd = cmd + [
+            "--fd-in",
+            str(req_r),
+            "--fd-out",
+            str(rep_w),
+            "--forbidden",
+            json.dumps(self.forbidden),
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            pass_fds=(req_r, rep_w),
+            env=env,
+            cwd=cwd,
+            preexec_fn=self._preexec,
+            start_new_session=True,
+        )
+        os.close(req_r)
+        os.close(rep_w)
+        self._req, self._rep = req_w, rep_r
+        threading.Thread(target=self._drain, args=(self.proc.stdout,), daemon=True).start()
+        try:
+            hello = self._receive(self.limits.startup_timeout_s, "starting the worker")
+        except WorkerDied as exc:
+            tail = self.output[-2000:].decode(errors="replace")
+            raise RuntimeError(f"the grading worker could not start: {exc}\n{tail}") from None
+        if not hello.get("ready"):
+            raise RuntimeError("the grading worker sent an unexpected greeting")
+        self._preload()
+
+    def _preload(self) -> None:
+        """Import every module once, so one that kills the worker at import is found early."""
+        from .components import MODULES
+
+        for module in MODULES:
+            if module in self.broken_modules:
+                continue
+            try:
+                self._roundtrip(
+                    {
+                        "op": "preload",
+                        "component": module,
+                        "call": f"import {module}",
+                        "args": {"module": module},
+                    },
+                    f"importing {module}.py",
+                )
+            except WorkerDied as exc:
+                self.broken_modules[module] = exc.record
+                self.kill()
+                self.start()
+                return
+
+    def _drain(self, stream) -> None:
+        cap = self.limits.output_kb * 1024
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            room = cap - len(self.output)
+            if room > 0:
+                self.output += chunk[:room]
+            self.output_dropped += max(0, len(chunk) - max(room, 0))
+
+    def kill(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for fd in (self._req, self._rep):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.proc = None
+        if self._workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def close(self) -> None:
+        self.kill()
+
+    # -------------------------------------------------------------- requests
+
+    def _death(self, doing: str) -> dict:
+        """The error record for a worker that stopped answering while ``doing``."""
+        code = self.proc.poll() if self.proc else None
+        if code is None and self.proc is not None:
+            try:
+                code = self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                code = None
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name
+            what = f"the worker crashed with {name} while {doing}"
+            if name == "SIGXCPU":
+                what = f"the worker used up its {self.limits.cpu_s} s of CPU time while {doing}"
+        elif code is not None:
+            what = f"the worker exited with status {code} while {doing} (sys.exit / os._exit?)"
+        else:
+            what = f"the worker stopped answering while {doing}"
+        return {"kind": "worker", "exc_type": "WorkerCrash", "message": what}
+
+    def _receive(self, timeout: float, doing: str) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                raise WorkerDied(
+                    {
+                        "kind": "timeout",
+                        "exc_type": "Timeout",
+                        "message": f"timed out after {timeout:g} s while {doing}",
+                    }
+                )
+            ready, _, _ = select.select([self._rep], [], [], min(left, 0.05))
+            if ready:
+                break
+            pids = _tree(self.proc.pid)
+            if len(pids) > self.limits.max_processes + 2:  # + bwrap and the namespace's init
+                self.kill()
+                raise WorkerDied(
+                    {
+                        "kind": "limit",
+                        "exc_type": "TooManyProcesses",
+                        "message": f"killed: more than {self.limits.max_processes} "
+                        f"processes while {doing}",
+                    }
+                )
+            if _rss_mb(pids) > self.limits.memory_mb:
+                self.kill()
+                raise WorkerDied(
+                    {
+                        "kind": "limit",
+                        "exc_type": "MemoryLimit",
+                        "message": f"killed: exceeded {self.limits.memory_mb} MiB of "
+                        f"memory while {doing}",
+                    }
+                )
+        try:
+            frame = read_frame(self._rep)
+        except OSError:
+            frame = None
+        if frame is None:
+            record = self._death(doing)
+            self.kill()
+            raise WorkerDied(record)
+        try:
+            return wire.decode(frame, max_bytes=self.limits.reply_mb * 2**20)
+        except wire.WireError as exc:
+            self.kill()
+            raise WorkerDied(
+                {
+                    "kind": "protocol",
+                    "exc_type": "GarbageOutput",
+                    "message": f"the worker sent an unreadable reply while {doing} ({exc})",
+                }
+            ) from None
+
+    def _roundtrip(self, request: dict, doing: str) -> dict:
+        try:
+            write_frame(self._req, wire.encode(request))
+        except OSError:
+            record = self._death(doing)
+            self.kill()
+            raise WorkerDied(record) from None
+        return self._receive(self.limits.call_timeout_s, doing)
+
+    def __call__(self, request: dict) -> dict:
+        from .components import COMPONENTS
+
+        module = COMPONENTS.get(request.get("component", ""))
+        if module in self.broken_modules:
+            return {"ok": False, "error": self.broken_modules[module]}
+        if self.proc is None:
+            self.restarts += 1
+            self.start()
+        doing = f"running {request.get('call') or request['op']}"
+        try:
+            reply = self._roundtrip(request, doing)
+        except WorkerDied as exc:
+            return {"ok": False, "error": exc.record}
+        if not isinstance(reply, dict) or "ok" not in reply:
+            self.kill()
+            return {
+                "ok": False,
+                "error": {
+                    "kind": "protocol",
+                    "exc_type": "GarbageOutput",
+                    "message": "the worker sent a malformed reply",
+                },
+            }
+        return reply
