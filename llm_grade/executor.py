@@ -331,10 +331,10 @@ class Executor:
             return
         originals = {}
         for name in self.oracle_functions:
-            try:
-                originals[name] = self._lookup(name)
-            except _ImportFailed:
-                continue
+            # only modules already imported: swapping must never import (and run) new code
+            module = self._modules.get(module_of(name))
+            if module is not None and callable(getattr(module, name, None)):
+                originals[name] = getattr(module, name)
         swaps = []
         for module in list(self._modules.values()):
             for attr, value in list(vars(module).items()):

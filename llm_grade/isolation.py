@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from . import wire
-from .worker import read_frame, write_frame
+from .worker import write_frame
 
 
 @dataclass
@@ -136,9 +136,10 @@ class WorkerTransport:
         self.proc: subprocess.Popen | None = None
         self.output = bytearray()
         self.output_dropped = 0
-        self.restarts = 0
         self.broken_modules: dict[str, dict] = {}
         self._workdir: str | None = None
+        self._seq = 0
+        self._starts = 0
 
     # -------------------------------------------------------------- description
 
@@ -158,7 +159,7 @@ class WorkerTransport:
             "trusted": True,
             "sandbox": sandbox,
             "limits": asdict(self.limits),
-            "worker_restarts": self.restarts,
+            "worker_starts": self._starts,
         }
 
     # -------------------------------------------------------------- lifecycle
@@ -204,6 +205,7 @@ class WorkerTransport:
         resource.setrlimit(resource.RLIMIT_FSIZE, (self.limits.tmp_mb * mb,) * 2)
 
     def start(self) -> None:
+        self._starts += 1
         cmd, cwd = self._command()
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
@@ -312,6 +314,8 @@ class WorkerTransport:
                 code = self.proc.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 code = None
+        if code is not None and self.bwrap and code > 128:
+            code = -(code - 128)  # bwrap exits with 128 + the signal that killed the worker
         if code is not None and code < 0:
             name = signal.Signals(-code).name
             what = f"the worker crashed with {name} while {doing}"
@@ -360,14 +364,7 @@ class WorkerTransport:
                         f"memory while {doing}",
                     }
                 )
-        try:
-            frame = read_frame(self._rep)
-        except OSError:
-            frame = None
-        if frame is None:
-            record = self._death(doing)
-            self.kill()
-            raise WorkerDied(record)
+        frame = self._read_frame(deadline, doing)
         try:
             return wire.decode(frame, max_bytes=self.limits.reply_mb * 2**20)
         except wire.WireError as exc:
@@ -380,14 +377,69 @@ class WorkerTransport:
                 }
             ) from None
 
+    def _read_frame(self, deadline: float, doing: str) -> bytes:
+        """Read one length-prefixed frame, never past ``deadline`` nor over the size cap."""
+        header = self._read_exact(8, deadline, doing)
+        size = int.from_bytes(header, "little")
+        if size > self.limits.reply_mb * 2**20:
+            self.kill()
+            raise WorkerDied(
+                {
+                    "kind": "protocol",
+                    "exc_type": "GarbageOutput",
+                    "message": f"the worker sent a reply of {size} bytes (over "
+                    f"{self.limits.reply_mb} MiB) while {doing}",
+                }
+            )
+        return self._read_exact(size, deadline, doing)
+
+    def _read_exact(self, n: int, deadline: float, doing: str) -> bytes:
+        chunks, remaining = [], n
+        while remaining:
+            left = deadline - time.monotonic()
+            ready = select.select([self._rep], [], [], max(left, 0))[0] if left > 0 else []
+            if not ready:
+                self.kill()
+                raise WorkerDied(
+                    {
+                        "kind": "timeout",
+                        "exc_type": "Timeout",
+                        "message": f"timed out while {doing} (incomplete reply)",
+                    }
+                )
+            try:
+                chunk = os.read(self._rep, min(remaining, 1 << 20))
+            except OSError:
+                chunk = b""
+            if not chunk:
+                record = self._death(doing)
+                self.kill()
+                raise WorkerDied(record)
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+
     def _roundtrip(self, request: dict, doing: str) -> dict:
+        self._seq += 1
+        request = {**request, "id": self._seq}
         try:
             write_frame(self._req, wire.encode(request))
         except OSError:
             record = self._death(doing)
             self.kill()
             raise WorkerDied(record) from None
-        return self._receive(self.limits.call_timeout_s, doing)
+        reply = self._receive(self.limits.call_timeout_s, doing)
+        if not isinstance(reply, dict) or reply.get("id") != self._seq or "ok" not in reply:
+            # out of step: something else wrote to the reply pipe
+            self.kill()
+            raise WorkerDied(
+                {
+                    "kind": "protocol",
+                    "exc_type": "GarbageOutput",
+                    "message": f"the worker's reply was out of step while {doing}",
+                }
+            )
+        return reply
 
     def __call__(self, request: dict) -> dict:
         from .components import COMPONENTS
@@ -396,7 +448,6 @@ class WorkerTransport:
         if module in self.broken_modules:
             return {"ok": False, "error": self.broken_modules[module]}
         if self.proc is None:
-            self.restarts += 1
             self.start()
         doing = f"running {request.get('call') or request['op']}"
         try:
