@@ -96,6 +96,11 @@ class GradingSession:
         from .paths import bundled
         from .rubric import load_rubric
 
+        import torch
+
+        # graders use tiny tensors: one thread is fastest, and several OpenMP threads on a
+        # busy machine (or beside a worker process) spin-wait for each other
+        torch.set_num_threads(1)
         self.config = config
         self.graders_dir = graders_dir
         self.rubric = load_rubric(Path(option(config, "rubric", graders_dir / "rubric.toml")))
