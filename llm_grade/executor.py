@@ -72,7 +72,9 @@ class Executor:
         self._modules: dict[str, Any] = {}
         self._import_errors: dict[str, dict] = {}
         self.package = f"_llm_grade_submission_{next(_package_ids)}"
-        self.oracle_functions: list[str] = []
+        self.oracle_names: list[str] = []
+        self._swap_plan: list | None = None
+        self._swap_key: tuple = ()
         self.guard = RuntimeGuard(self.root, forbidden or {}, _Forbidden)
         self._make_package()
 
@@ -212,7 +214,7 @@ class Executor:
     def op_build(self, component: str, args: list, kwargs: dict) -> Ref:
         cls = self._lookup(component)
         torch.default_generator.manual_seed(0)  # parameter initialisation is reproducible
-        with self.guard.active(), self._swapped_functions():
+        with self.guard.active(), self._swapped_oracles():
             obj = cls(*self._resolve(args), **self._resolve(kwargs))
         if not isinstance(obj, nn.Module):
             raise TypeError(
@@ -239,7 +241,7 @@ class Executor:
         # CPU generator only: torch.manual_seed also queues seeds for lazy CUDA/XPU init and
         # formats a stack trace each time (about 1 ms a call)
         torch.default_generator.manual_seed(CALL_SEED)
-        with self.guard.active(), self._swapped_functions(), torch.set_grad_enabled(grad):
+        with self.guard.active(), self._swapped_oracles(), torch.set_grad_enabled(grad):
             out = fn(*args, **kwargs)
         if echo_inputs:
             return {"out": out, "args": list(args), "kwargs": kwargs}
@@ -319,35 +321,45 @@ class Executor:
         cls = getattr(_oracle_module(component), component)
         return self._store(cls(*self._resolve(args), **self._resolve(kwargs)), component)
 
-    def op_use_oracle_functions(self, names: list[str]) -> None:
-        """While later calls run, the learner's graded functions in ``names`` are replaced by
-        the oracle versions in every module of the submission (credit isolation)."""
-        self.oracle_functions = list(names)
+    def op_use_oracles(self, names: list[str]) -> None:
+        """Credit isolation: while later requests run, the learner's graded functions and
+        classes in ``names`` are replaced by the trusted versions of :mod:`llm_grade.oracles`
+        wherever a submission module refers to them (so grading ``EncoderLayer`` builds and
+        runs the oracle ``MultiHeadAttention`` inside the learner's layer)."""
+        self.oracle_names = list(names)
+        self._swap_plan = None
 
-    @contextmanager
-    def _swapped_functions(self) -> Iterator[None]:
-        if not self.oracle_functions:
-            yield
-            return
-        originals = {}
-        for name in self.oracle_functions:
+    def _plan(self) -> list[tuple[Any, str, Any, Any]]:
+        """(module, attribute, learner object, oracle) for every reference to swap."""
+        key = (tuple(self.oracle_names), tuple(self._modules))
+        if self._swap_plan is not None and self._swap_key == key:
+            return self._swap_plan
+        oracle_by_id = {}
+        for name in self.oracle_names:
             # only modules already imported: swapping must never import (and run) new code
             module = self._modules.get(module_of(name))
-            if module is not None and callable(getattr(module, name, None)):
-                originals[name] = getattr(module, name)
-        swaps = []
-        for module in list(self._modules.values()):
-            for attr, value in list(vars(module).items()):
-                for name, original in originals.items():
-                    if value is original:
-                        oracle = getattr(_oracle_module(name), name)
-                        swaps.append((module, attr, value))
-                        setattr(module, attr, oracle)
+            original = getattr(module, name, None) if module is not None else None
+            if callable(original):
+                oracle_by_id[id(original)] = (original, getattr(_oracle_module(name), name))
+        plan = []
+        for module in self._modules.values():
+            for attr, value in vars(module).items():
+                hit = oracle_by_id.get(id(value))
+                if hit is not None and hit[0] is value:
+                    plan.append((module, attr, value, hit[1]))
+        self._swap_plan, self._swap_key = plan, key
+        return plan
+
+    @contextmanager
+    def _swapped_oracles(self) -> Iterator[None]:
+        plan = self._plan() if self.oracle_names else []
+        for module, attr, _, oracle in plan:
+            setattr(module, attr, oracle)
         try:
             yield
         finally:
-            for module, attr, value in reversed(swaps):
-                setattr(module, attr, value)
+            for module, attr, original, _ in plan:
+                setattr(module, attr, original)
 
 
 def _oracle_module(component: str):

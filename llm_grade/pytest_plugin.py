@@ -92,11 +92,11 @@ class GradingSession:
     """State of one grading run: rubric, submission handle, results."""
 
     def __init__(self, config: pytest.Config, graders_dir: Path):
+        import torch
+
         from .compare import TOLERANCES
         from .paths import bundled
         from .rubric import load_rubric
-
-        import torch
 
         # graders use tiny tensors: one thread is fastest, and several OpenMP threads on a
         # busy machine (or beside a worker process) spin-wait for each other
@@ -280,13 +280,13 @@ class GradingSession:
             report.longrepr = format_check(result, learner_view=self.learner_view)
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        from .toolkit import FUNCTIONS
+        from .components import COMPONENTS
 
         component, _ = self.component_of(item)
         handle = self.submission()
-        # credit isolation: while grading one component, every other graded function the
-        # learner's code calls is the trusted oracle version
-        handle.use_oracle_functions([f for f in FUNCTIONS if f != component])
+        # credit isolation: while grading one component, every other graded function or class
+        # the learner's code uses is the trusted oracle version
+        handle.use_oracles([name for name in COMPONENTS if name != component])
         for violation in self.static_violations:
             if violation.component == component:
                 from .outcomes import ForbiddenCall

@@ -224,10 +224,11 @@ class Submission:
             kwargs=kwargs,
         )
 
-    def use_oracle_functions(self, names: list[str]) -> None:
-        """From now on, calls see the oracle versions of these graded functions (e.g. while
-        grading ``MultiHeadAttention``, the learner's ``softmax`` is replaced)."""
-        self._request("use_oracle_functions", "", "oracle functions", names=list(names))
+    def use_oracles(self, names: list[str]) -> None:
+        """From now on, learner code sees the trusted versions of these graded names (e.g.
+        while grading ``EncoderLayer``, its ``MultiHeadAttention``, ``AddNorm`` and
+        ``FeedForward`` are the oracles; while grading ``MultiHeadAttention``, ``softmax`` is)."""
+        self._request("use_oracles", "", "oracles", names=list(names))
 
     def specimen(self, name: str, **kwargs: Any) -> dict:
         """Build one of :mod:`llm_grade.specimens` next to the learner's code."""
