@@ -120,3 +120,40 @@ def test_attack_is_contained(attack, reference_copy, tmp_path, fast_rubric):
 def test_the_sandbox_is_bubblewrap_on_linux_ci():
     if os.environ.get("CI") and sys.platform == "linux":
         assert bubblewrap() is not None, ".ci/run installs bubblewrap; the sandbox must work"
+
+
+def test_a_batch_of_attacks_and_honest_submissions_scores_each_one_right(tmp_path, fast_rubric):
+    """One grading run after another, as a class batch does: every score is right."""
+    select = "softmax or padding_mask or LayerNorm or gelu or TokenEmbedding"
+    honest = grade(REFERENCE, rubric=fast_rubric, quiet=True, select=select)
+    by_id = {a.id: a for a in ATTACKS}
+    batch = {"reference": (REFERENCE, honest.max_score), "stubs": (REPO / "stubs", 0.0)}
+    for attack_id in (
+        "os-exit-at-import",
+        "infinite-loop",
+        "forges-results-json",
+        "sys-exit-in-forward",
+        "segfault-via-ctypes",
+    ):
+        attack = by_id[attack_id]
+        folder = tmp_path / attack_id
+        folder.mkdir()
+        for path in REFERENCE.glob("*.py"):
+            (folder / path.name).write_text(path.read_text())
+        module, anchor = ANCHORS[attack.target]
+        code = attack.code.replace("{OUT}", str(tmp_path)).replace("{REPO}", str(REPO))
+        source = (folder / f"{module}.py").read_text()
+        (folder / f"{module}.py").write_text(
+            source + "\n" + code + "\n" if attack.at_import else _insert(source, anchor, code)
+        )
+        lost = {c.name: c.max_score for c in honest.components}
+        # an attack at import time costs every component of that module
+        costs = (
+            [c for c in honest.components if c.module == module]
+            if attack.at_import
+            else [c for c in honest.components if c.name == attack.target]
+        )
+        batch[attack_id] = (folder, honest.max_score - sum(lost[c.name] for c in costs))
+    for name, (folder, expected) in batch.items():
+        result = grade(folder, rubric=fast_rubric, isolation="process", quiet=True, select=select)
+        assert result.score == expected, name
