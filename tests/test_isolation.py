@@ -7,13 +7,12 @@ import sys
 
 import pytest
 import torch
+from conftest import GRADERS, REFERENCE, REPO, STUBS
 
 from llm_grade.engine import grade
 from llm_grade.feedback import format_report
 from llm_grade.outcomes import WorkerFailure
 from llm_grade.submission import open_submission
-
-from conftest import GRADERS, REFERENCE, REPO, STUBS
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the worker sandbox is Linux-only")
 

@@ -1,0 +1,1008 @@
+"""Graders for transformer.py: the encoder and decoder stacks, the encoder-decoder Transformer,
+the GPT, and greedy decoding.
+
+Each class grades one API name; each test is one rubric check whose docstring's first line is
+the property in plain words. A model is graded on its own wiring: its graded sub-modules
+(layers, embeddings, positional encodings, stacks, norms) are trusted oracles with the same
+weights, and ``greedy_decode`` runs on engine specimens and oracle models, never on the
+learner's own Transformer.
+"""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from llm_grade.compare import (
+    TOLERANCES,
+    case_str,
+    dtype_name,
+    expect_close,
+    expect_tensor,
+    fail,
+    fmt_values,
+)
+from llm_grade.oracles.transformer import Transformer as TrustedTransformer
+from llm_grade.outcomes import LearnerError, NotImplementedYet
+from llm_grade.specimens import ScriptedSeq2Seq
+from llm_grade.strategies import (
+    dtypes,
+    masks,
+    padding_from_lengths,
+    randn,
+    scales,
+    seeds,
+    sizes,
+    token_batches,
+)
+from llm_grade.toolkit import build_pair, expect_gradients, randomize_, reference_of
+
+PAD = 0  # the padding id of every token batch below
+
+ENCODER_HINT = (
+    "Run the layers in order, each on the previous one's output and each with the mask: "
+    "for layer in self.layers: x = layer(x, mask)."
+)
+DECODER_HINT = (
+    "Run the layers in order, each on the previous one's output, all with the same memory "
+    "and masks: for layer in self.layers: x = layer(x, memory, tgt_mask, memory_mask)."
+)
+OWN_LAYER_HINT = (
+    "Each layer has its own weights: run every layer of self.layers (not layers[0] n times)."
+)
+SHARED_LAYERS_HINT = (
+    "Build a new layer for each position in the stack: nn.ModuleList(Layer(...) for _ in "
+    "range(n_layers)). [Layer(...)] * n_layers repeats one layer, so all share one set of "
+    "weights."
+)
+ENCODE_HINT = (
+    "encode(src, src_mask) = encoder(pos_encoding(src_embed(src)), src_mask): embed the source "
+    "tokens, add the positions, run the encoder with the mask."
+)
+DECODE_HINT = (
+    "decode = decoder(pos_encoding(tgt_embed(tgt)), memory, causal_mask(T) & tgt_mask, "
+    "memory_mask): the target side uses tgt_embed, and decode is always causal."
+)
+CAUSAL_DECODE_HINT = (
+    "decode is always causal: build allowed = causal_mask(T) and combine causal_mask(T) & "
+    "tgt_mask when a tgt_mask is given, then pass allowed to the decoder."
+)
+MEMORY_MASK_HINT = (
+    "src_mask is both the encoder's mask and the decoder's memory_mask: forward = "
+    "out_proj(decode(tgt, encode(src, src_mask), tgt_mask, src_mask))."
+)
+GPT_HINT = (
+    "x = pos_embed(tok_embed(tokens)); every block in order with the mask, "
+    "x = block(x, mask); then logits = lm_head(norm(x))."
+)
+EVAL_DROPOUT_HINT = (
+    " With dropout in eval() the output must not change: use nn.Dropout modules (they check "
+    "self.training), never F.dropout(..., training=True)."
+)
+START_HINT = "Start every row with bos_id: ys = torch.full((B, 1), bos_id, dtype=torch.long)."
+STOP_HINT = (
+    "greedy decoding: stop when every row has produced eos (keep a `finished` flag per row and "
+    "stop once finished.all()), or when ys.size(1) reaches max_len."
+)
+PAD_EOS_HINT = (
+    "greedy decoding: keep appending eos to finished rows: next_token = "
+    "torch.where(finished, eos_id, next_token), then finished |= next_token == eos_id."
+)
+PREFIX_HINT = (
+    "feed the whole prefix ys to decode at each step and take the last position's logits: "
+    "logits = model.out_proj(model.decode(ys, memory, memory_mask=src_mask)); "
+    "next_token = logits[:, -1].argmax(-1). Encode src once, with src_mask."
+)
+SRC_MASK_HINT = (
+    "src_mask is ignored: encode once with memory = model.encode(src, src_mask) and pass "
+    "memory_mask=src_mask to every model.decode call."
+)
+
+# d_model <= 8 and even (sinusoidal encodings need pairs of features); few heads and layers
+widths = sizes(cross=True, max_heads=2).filter(lambda s: s.d_model % 2 == 0)
+n_layers_ = st.integers(1, 2)
+vocabs = st.integers(3, 12)
+
+
+def _close(a, b: torch.Tensor) -> bool:
+    tol = TOLERANCES.get(dtype_name(b.dtype), TOLERANCES["float32"])
+    return (
+        type(a) is torch.Tensor
+        and a.shape == b.shape
+        and bool(torch.allclose(a.to(b.dtype), b, atol=10 * tol["atol"], rtol=10 * tol["rtol"]))
+    )
+
+
+def _hint_for(got, candidates, default: str) -> str:
+    """The hint of the first known wrong answer that ``got`` reproduces, else ``default``."""
+    for value, hint in candidates:
+        if value is not None and _close(got, value):
+            return hint
+    return default
+
+
+def _expect_prefix_unchanged(out1, out2, t: int, *, what: str, case: str, hint: str) -> None:
+    """Outputs at positions 0..t must be identical (changes happened after position t)."""
+    diff = (out1[:, : t + 1] - out2[:, : t + 1]).abs().to(torch.float64)
+    if bool((diff > 1e-9).any()):
+        b, p = (diff == diff.max()).nonzero()[0].tolist()[:2]
+        fail(
+            f"Changing {what} after position {t} changed the output at position {p}.",
+            case=case,
+            detail=f"  output[{b}, {p}] before: {fmt_values(out1[b, p])}\n"
+            f"  output[{b}, {p}] after:  {fmt_values(out2[b, p])}   "
+            f"(max abs diff {diff.max().item():.1e})",
+            hint=hint,
+        )
+
+
+def _expect_rows_unchanged(out1, out2, keep: torch.Tensor, *, what: str, case: str, hint: str):
+    """Outputs at the positions where ``keep [B, T]`` is True must be identical."""
+    diff = (out1 - out2).abs().to(torch.float64).amax(dim=-1) * keep
+    if bool((diff > 1e-9).any()):
+        b, p = (diff == diff.max()).nonzero()[0].tolist()
+        fail(
+            f"Changing {what} changed the output at position {p}, which is not padding.",
+            case=case,
+            detail=f"  output[{b}, {p}] before: {fmt_values(out1[b, p])}\n"
+            f"  output[{b}, {p}] after:  {fmt_values(out2[b, p])}   "
+            f"(max abs diff {diff.max().item():.1e})",
+            hint=hint,
+        )
+
+
+def _change_tokens(tokens: torch.Tensor, where: torch.Tensor, vocab: int, seed: int):
+    """``tokens`` with every position where ``where`` is True set to a different id."""
+    g = torch.Generator().manual_seed(seed)
+    shift = torch.randint(1, vocab, tokens.shape, generator=g)
+    return torch.where(where, (tokens + shift) % vocab, tokens)
+
+
+def _stack_kwargs(s, n_layers: int, dropout: float) -> dict:
+    return dict(
+        n_layers=n_layers, d_model=s.d_model, n_heads=s.n_heads, d_ff=s.d_ff, dropout=dropout
+    )
+
+
+def _layer_kwargs(s, dropout: float) -> dict:
+    return dict(d_model=s.d_model, n_heads=s.n_heads, d_ff=s.d_ff, dropout=dropout)
+
+
+def _stack_case(s, n_layers, dtype=None, *, cross=False, **extra) -> str:
+    params = {"B": s.B, "T": s.T}
+    if cross:
+        params["S"] = s.S
+    params.update(n_layers=n_layers, d_model=s.d_model, n_heads=s.n_heads, d_ff=s.d_ff)
+    if dtype is not None:
+        params["dtype"] = dtype
+    params.update(extra)
+    return case_str(**params)
+
+
+def _expect_own_weights(sub, ref, component: str, s, n_layers: int, seed: int) -> None:
+    """Load random weights and read them back: shared layers keep only the last one's."""
+    pair = build_pair(sub, ref, component, seed=seed, **_stack_kwargs(s, n_layers, 0.0))
+    state = sub.state_dict(pair.student)
+    case = _stack_case(s, n_layers)
+    if not isinstance(state, dict):
+        fail(f"{component}.state_dict() did not return a dict.", case=case)
+    for key, value in pair.reference.state_dict().items():
+        got = state.get(key)
+        if type(got) is not torch.Tensor or got.shape != value.shape:
+            fail(
+                f"state_dict()[{key!r}] is missing after loading.",
+                case=case,
+                hint=SHARED_LAYERS_HINT,
+            )
+        if not torch.equal(got.to(value.dtype), value):
+            index = key.split(".")[1]
+            fail(
+                f"After loading the reference's weights, `{key}` holds other values: layer "
+                f"{index} shares its parameters with another layer.",
+                case=case,
+                detail=f"  loaded:    {fmt_values(value)}\n  read back: {fmt_values(got)}",
+                hint=SHARED_LAYERS_HINT,
+            )
+
+
+# ----------------------------------------------------------------------------- Encoder
+
+
+def _encoder(sub, ref, s, n_layers, *, seed, dtype=torch.float64, dropout=0.0):
+    layer = ("EncoderLayer", _layer_kwargs(s, dropout))
+    return build_pair(
+        sub,
+        ref,
+        "Encoder",
+        dtype=dtype,
+        seed=seed,
+        children={f"layers.{i}": layer for i in range(n_layers)},
+        **_stack_kwargs(s, n_layers, dropout),
+    )
+
+
+@torch.no_grad()
+def _first_layer_only(stack, x, *args):
+    for _ in stack.layers:
+        x = stack.layers[0](x, *args)
+    return x
+
+
+class TestEncoder:
+    component = "Encoder"
+
+    @given(
+        s=sizes(max_heads=2),
+        n_layers=n_layers_,
+        seed=seeds,
+        dtype=dtypes,
+        scale=scales,
+        dropout=st.sampled_from([0.0, 0.5]),
+        data=st.data(),
+    )
+    def test_matches_reference(self, sub, ref, s, n_layers, seed, dtype, scale, dropout, data):
+        """matches the reference in eval() (1 or 2 layers, every mask shape)"""
+        pair = _encoder(sub, ref, s, n_layers, seed=seed, dtype=dtype, dropout=dropout)
+        x = randn((s.B, s.T, s.d_model), seed=seed, dtype=dtype, scale=scale)
+        mask, mask_desc = data.draw(masks(s.B, s.T, s.T), label="mask")
+        got = sub.call(pair.student, x, mask)
+        candidates = [(_first_layer_only(pair.reference, x, mask), OWN_LAYER_HINT)]
+        if mask is not None:
+            candidates.append(
+                (
+                    pair.reference(x, None),
+                    "The mask is ignored: pass it to every layer, x = layer(x, mask).",
+                )
+            )
+        hint = ENCODER_HINT + (EVAL_DROPOUT_HINT if dropout else "")
+        expect_close(
+            got,
+            pair.reference(x, mask),
+            "Encoder output",
+            case=_stack_case(s, n_layers, dtype, dropout=str(dropout), scale=str(scale))
+            + f", mask={mask_desc}",
+            hint=_hint_for(got, candidates, hint),
+        )
+
+    @given(s=sizes(max_heads=2), n_layers=st.integers(2, 3), seed=seeds)
+    def test_independent_layers(self, sub, ref, s, n_layers, seed):
+        """builds n_layers layers, each with its own weights"""
+        _expect_own_weights(sub, ref, "Encoder", s, n_layers, seed)
+
+    @given(s=sizes(max_heads=2), n_layers=n_layers_, seed=seeds, data=st.data())
+    def test_padding_invariance(self, sub, ref, s, n_layers, seed, data):
+        """with a [B, 1, T] padding mask, changing padded positions changes no other output"""
+        pair = _encoder(sub, ref, s, n_layers, seed=seed)
+        lengths = data.draw(st.lists(st.integers(1, s.T), min_size=s.B, max_size=s.B))
+        mask = padding_from_lengths(lengths, s.T)
+        keep = mask.squeeze(1)  # (B, T)
+        x = randn((s.B, s.T, s.d_model), seed=seed)
+        x2 = torch.where(keep.unsqueeze(-1), x, 5 * randn(x.shape, seed=seed + 1))
+        case = _stack_case(s, n_layers) + f", padding mask [B, 1, T] with lengths {lengths}"
+        out1 = expect_tensor(sub.call(pair.student, x, mask), "output", shape=x.shape, case=case)
+        out2 = expect_tensor(sub.call(pair.student, x2, mask), "output", shape=x.shape, case=case)
+        _expect_rows_unchanged(
+            out1,
+            out2,
+            keep,
+            what="the vectors at padded positions",
+            case=case,
+            hint="Padded positions leak into the others: pass the mask to every layer, "
+            "x = layer(x, mask).",
+        )
+
+
+# ----------------------------------------------------------------------------- Decoder
+
+
+def _decoder(sub, ref, s, n_layers, *, seed, dtype=torch.float64, dropout=0.0):
+    layer = ("DecoderLayer", _layer_kwargs(s, dropout))
+    return build_pair(
+        sub,
+        ref,
+        "Decoder",
+        dtype=dtype,
+        seed=seed,
+        children={f"layers.{i}": layer for i in range(n_layers)},
+        **_stack_kwargs(s, n_layers, dropout),
+    )
+
+
+class TestDecoder:
+    component = "Decoder"
+
+    @given(
+        s=sizes(cross=True, max_heads=2),
+        n_layers=n_layers_,
+        seed=seeds,
+        dtype=dtypes,
+        scale=scales,
+        dropout=st.sampled_from([0.0, 0.5]),
+        data=st.data(),
+    )
+    def test_matches_reference(self, sub, ref, s, n_layers, seed, dtype, scale, dropout, data):
+        """matches the reference in eval() (1 or 2 layers, tgt_mask and memory_mask)"""
+        pair = _decoder(sub, ref, s, n_layers, seed=seed, dtype=dtype, dropout=dropout)
+        x = randn((s.B, s.T, s.d_model), seed=seed, dtype=dtype, scale=scale)
+        memory = randn((s.B, s.S, s.d_model), seed=seed + 1, dtype=dtype, scale=scale)
+        tgt_mask, tgt_desc = data.draw(masks(s.B, s.T, s.T), label="tgt_mask")
+        memory_mask, mem_desc = data.draw(
+            masks(s.B, s.T, s.S, kinds=("none", "padding", "random")), label="memory_mask"
+        )
+        got = sub.call(pair.student, x, memory, tgt_mask, memory_mask)
+        r = pair.reference
+        candidates = [(_first_layer_only(r, x, memory, tgt_mask, memory_mask), OWN_LAYER_HINT)]
+        if tgt_mask is not None:
+            candidates.append(
+                (
+                    r(x, memory, None, memory_mask),
+                    "tgt_mask is ignored: pass it to every "
+                    "layer, x = layer(x, memory, tgt_mask, memory_mask).",
+                )
+            )
+        if memory_mask is not None:
+            candidates.append(
+                (
+                    r(x, memory, tgt_mask, None),
+                    "memory_mask is ignored: pass it to every "
+                    "layer, x = layer(x, memory, tgt_mask, memory_mask).",
+                )
+            )
+        hint = DECODER_HINT + (EVAL_DROPOUT_HINT if dropout else "")
+        case = _stack_case(s, n_layers, dtype, cross=True, dropout=str(dropout), scale=str(scale))
+        expect_close(
+            got,
+            r(x, memory, tgt_mask, memory_mask),
+            "Decoder output",
+            case=f"{case}, tgt_mask={tgt_desc}, memory_mask={mem_desc}",
+            hint=_hint_for(got, candidates, hint),
+        )
+
+    @given(s=sizes(max_heads=2), n_layers=st.integers(2, 3), seed=seeds)
+    def test_independent_layers(self, sub, ref, s, n_layers, seed):
+        """builds n_layers layers, each with its own weights"""
+        _expect_own_weights(sub, ref, "Decoder", s, n_layers, seed)
+
+
+# ----------------------------------------------------------------------------- Transformer
+
+
+@st.composite
+def seq2seq(draw):
+    """Sizes and constructor arguments of a tiny Transformer."""
+    s = draw(widths)
+    kwargs = dict(
+        src_vocab_size=draw(vocabs),
+        tgt_vocab_size=draw(vocabs),
+        d_model=s.d_model,
+        n_heads=s.n_heads,
+        n_layers=draw(n_layers_),
+        d_ff=s.d_ff,
+        max_len=max(s.S, s.T) + draw(st.integers(0, 3)),
+    )
+    return s, kwargs
+
+
+def _transformer_children(kw: dict, dropout: float) -> dict:
+    d_model = kw["d_model"]
+    stack = dict(
+        n_layers=kw["n_layers"],
+        d_model=d_model,
+        n_heads=kw["n_heads"],
+        d_ff=kw["d_ff"],
+        dropout=dropout,
+    )
+    return {
+        "src_embed": ("TokenEmbedding", dict(vocab_size=kw["src_vocab_size"], d_model=d_model)),
+        "tgt_embed": ("TokenEmbedding", dict(vocab_size=kw["tgt_vocab_size"], d_model=d_model)),
+        "pos_encoding": (
+            "SinusoidalPositionalEncoding",
+            dict(d_model=d_model, max_len=kw["max_len"], dropout=dropout),
+        ),
+        "encoder": ("Encoder", stack),
+        "decoder": ("Decoder", stack),
+    }
+
+
+def _transformer(sub, ref, kw, *, seed, dtype=torch.float64, dropout=0.1):
+    # Transformer's default dropout is 0.1: build_pair puts both models in eval()
+    return build_pair(
+        sub,
+        ref,
+        "Transformer",
+        dtype=dtype,
+        seed=seed,
+        children=_transformer_children(kw, dropout),
+        dropout=dropout,
+        **kw,
+    )
+
+
+def _tokens(data, vocab: int, B: int, T: int, padded: bool, label: str):
+    """``(tokens [B, T], mask [B, 1, T] or None, description)``."""
+    tokens, lengths = data.draw(
+        token_batches(vocab=vocab, B=B, T=T, pad_id=PAD if padded else None), label=label
+    )
+    if not padded:
+        return tokens, None, "None"
+    return tokens, padding_from_lengths(lengths, T), f"padding [B, 1, T] with lengths {lengths}"
+
+
+def _model_case(s, kw, dtype=None, **extra) -> str:
+    params = dict(B=s.B, S=s.S, T=s.T, **kw)
+    if dtype is not None:
+        params["dtype"] = dtype
+    params.update(extra)
+    return case_str(**params)
+
+
+@torch.no_grad()
+def _decode_not_causal(model, tgt, memory, tgt_mask, memory_mask):
+    """The reference's decode without the causal mask (a known bug)."""
+    x = model.pos_encoding(model.tgt_embed(tgt))
+    return model.decoder(x, memory, tgt_mask, memory_mask)
+
+
+class TestTransformer:
+    component = "Transformer"
+
+    @given(
+        m=seq2seq(),
+        seed=seeds,
+        dtype=dtypes,
+        dropout=st.sampled_from([0.1, 0.5]),
+        src_padded=st.booleans(),
+        tgt_padded=st.booleans(),
+        data=st.data(),
+    )
+    def test_matches_reference(
+        self, sub, ref, m, seed, dtype, dropout, src_padded, tgt_padded, data
+    ):
+        """encode, decode and forward match the reference in eval() (with and without masks)"""
+        s, kw = m
+        pair = _transformer(sub, ref, kw, seed=seed, dtype=dtype, dropout=dropout)
+        r = pair.reference
+        src, src_mask, src_desc = _tokens(data, kw["src_vocab_size"], s.B, s.S, src_padded, "src")
+        tgt, tgt_mask, tgt_desc = _tokens(data, kw["tgt_vocab_size"], s.B, s.T, tgt_padded, "tgt")
+        case = _model_case(s, kw, dtype, dropout=str(dropout))
+        case += f"\n  src_mask={src_desc}, tgt_mask={tgt_desc}\n  src={src.tolist()}"
+        case += f"\n  tgt={tgt.tolist()}"
+        eval_hint = EVAL_DROPOUT_HINT
+        with torch.no_grad():
+            memory = r.encode(src, src_mask)
+            states = r.decode(tgt, memory, tgt_mask, src_mask)
+            logits = r(src, tgt, src_mask, tgt_mask)
+            no_memory_mask = r.out_proj(r.decode(tgt, memory, tgt_mask, None))
+        got = sub.call(pair.student, src, src_mask, method="encode")
+        expect_close(got, memory, "encode(src, src_mask)", case=case, hint=ENCODE_HINT + eval_hint)
+        got = sub.call(pair.student, tgt, memory, tgt_mask, src_mask, method="decode")
+        candidates = [(_decode_not_causal(r, tgt, memory, tgt_mask, src_mask), CAUSAL_DECODE_HINT)]
+        expect_close(
+            got,
+            states,
+            "decode(tgt, memory, tgt_mask, memory_mask)",
+            case=case,
+            hint=_hint_for(got, candidates, DECODE_HINT + eval_hint),
+        )
+        got = sub.call(pair.student, src, tgt, src_mask, tgt_mask)
+        candidates = [(no_memory_mask, MEMORY_MASK_HINT)] if src_mask is not None else []
+        expect_close(
+            got,
+            logits,
+            "forward(src, tgt, src_mask, tgt_mask)",
+            case=case,
+            hint=_hint_for(got, candidates, MEMORY_MASK_HINT + eval_hint),
+        )
+
+    @given(m=seq2seq(), seed=seeds, tgt_padded=st.booleans(), data=st.data())
+    def test_decode_is_always_causal(self, sub, ref, m, seed, tgt_padded, data):
+        """decode and forward are causal even with tgt_mask=None (later tokens change nothing)"""
+        s, kw = m
+        pair = _transformer(sub, ref, kw, seed=seed)
+        t = data.draw(st.integers(0, s.T - 1), label="position")
+        src, _, _ = _tokens(data, kw["src_vocab_size"], s.B, s.S, False, "src")
+        tgt, tgt_mask, tgt_desc = _tokens(data, kw["tgt_vocab_size"], s.B, s.T, tgt_padded, "tgt")
+        later = (torch.arange(s.T) > t).expand(s.B, s.T)
+        tgt2 = _change_tokens(tgt, later, kw["tgt_vocab_size"], seed)
+        with torch.no_grad():
+            memory = pair.reference.encode(src)
+        case = _model_case(s, kw) + f", tgt_mask={tgt_desc}\n  tgt={tgt.tolist()}"
+        case += f"\n  changed tgt={tgt2.tolist()}"
+        for what, args in (
+            ("decode", lambda y: (y, memory, tgt_mask)),
+            ("forward", lambda y: (src, y, None, tgt_mask)),
+        ):
+            method = "decode" if what == "decode" else None
+            outs = [
+                expect_tensor(
+                    sub.call(pair.student, *args(y), method=method), f"{what} output", case=case
+                )
+                for y in (tgt, tgt2)
+            ]
+            _expect_prefix_unchanged(
+                *outs,
+                t,
+                what=f"target tokens (in {what})",
+                case=case,
+                hint=CAUSAL_DECODE_HINT,
+            )
+
+    @given(m=seq2seq(), seed=seeds, data=st.data())
+    def test_src_padding_invariance(self, sub, ref, m, seed, data):
+        """with src_mask, changing padded source tokens leaves the logits unchanged"""
+        s, kw = m
+        pair = _transformer(sub, ref, kw, seed=seed)
+        src, src_mask, src_desc = _tokens(data, kw["src_vocab_size"], s.B, s.S, True, "src")
+        tgt, _, _ = _tokens(data, kw["tgt_vocab_size"], s.B, s.T, False, "tgt")
+        src2 = _change_tokens(src, ~src_mask.squeeze(1), kw["src_vocab_size"], seed)
+        case = _model_case(s, kw) + f", src_mask={src_desc}, tgt_mask=None"
+        case += f"\n  src={src.tolist()}\n  changed src={src2.tolist()}"
+        out = expect_tensor(
+            sub.call(pair.student, src, tgt, src_mask),
+            "logits",
+            shape=(s.B, s.T, kw["tgt_vocab_size"]),
+            case=case,
+        )
+        expect_close(
+            sub.call(pair.student, src2, tgt, src_mask),
+            out,
+            "logits after changing padded source tokens",
+            case=case,
+            hint=MEMORY_MASK_HINT,
+        )
+
+    @given(m=seq2seq(), seed=seeds, src_padded=st.booleans(), data=st.data())
+    def test_forward_is_decode_of_encode(self, sub, ref, m, seed, src_padded, data):
+        """forward == out_proj(decode(tgt, encode(src, src_mask), tgt_mask, src_mask))"""
+        s, kw = m
+        pair = _transformer(sub, ref, kw, seed=seed)
+        src, src_mask, src_desc = _tokens(data, kw["src_vocab_size"], s.B, s.S, src_padded, "src")
+        tgt, tgt_mask, tgt_desc = _tokens(data, kw["tgt_vocab_size"], s.B, s.T, True, "tgt")
+        case = _model_case(s, kw) + f", src_mask={src_desc}, tgt_mask={tgt_desc}"
+        memory = expect_tensor(
+            sub.call(pair.student, src, src_mask, method="encode"),
+            "encode(src, src_mask)",
+            shape=(s.B, s.S, s.d_model),
+            case=case,
+            hint=ENCODE_HINT,
+        )
+        states = expect_tensor(
+            sub.call(pair.student, tgt, memory, tgt_mask, src_mask, method="decode"),
+            "decode(tgt, memory, tgt_mask, src_mask)",
+            shape=(s.B, s.T, s.d_model),
+            case=case,
+            hint=DECODE_HINT,
+        )
+        composed = expect_tensor(
+            sub.call(pair.student, states, method="out_proj"),
+            "out_proj(decode(...))",
+            shape=(s.B, s.T, kw["tgt_vocab_size"]),
+            case=case,
+        )
+        expect_close(
+            sub.call(pair.student, src, tgt, src_mask, tgt_mask),
+            composed,
+            "forward(src, tgt, src_mask, tgt_mask) compared with out_proj(decode(tgt, "
+            "encode(src, src_mask), tgt_mask, src_mask))",
+            case=case,
+            hint=MEMORY_MASK_HINT,
+        )
+
+
+# ----------------------------------------------------------------------------- GPT
+
+
+@st.composite
+def gpts(draw):
+    """Sizes and constructor arguments of a tiny GPT."""
+    s = draw(sizes(max_heads=2))
+    kwargs = dict(
+        vocab_size=draw(vocabs),
+        d_model=s.d_model,
+        n_heads=s.n_heads,
+        n_layers=draw(n_layers_),
+        d_ff=s.d_ff,
+        max_len=s.T + draw(st.integers(0, 3)),
+    )
+    return s, kwargs
+
+
+def _gpt(sub, ref, kw, *, seed, dtype=torch.float64, dropout=0.0):
+    d_model = kw["d_model"]
+    block = (
+        "TransformerBlock",
+        dict(d_model=d_model, n_heads=kw["n_heads"], d_ff=kw["d_ff"], dropout=dropout),
+    )
+    children = {
+        "tok_embed": ("TokenEmbedding", dict(vocab_size=kw["vocab_size"], d_model=d_model)),
+        "pos_embed": (
+            "LearnedPositionalEmbedding",
+            dict(max_len=kw["max_len"], d_model=d_model, dropout=dropout),
+        ),
+        **{f"blocks.{i}": block for i in range(kw["n_layers"])},
+        "norm": ("LayerNorm", dict(d_model=d_model)),
+    }
+    return build_pair(
+        sub, ref, "GPT", dtype=dtype, seed=seed, children=children, dropout=dropout, **kw
+    )
+
+
+@torch.no_grad()
+def _gpt_without_final_norm(model, tokens, mask):
+    x = model.pos_embed(model.tok_embed(tokens))
+    for block in model.blocks:
+        x = block(x, mask)
+    return model.lm_head(x)
+
+
+class TestGPT:
+    component = "GPT"
+
+    @given(
+        m=gpts(),
+        seed=seeds,
+        dtype=dtypes,
+        dropout=st.sampled_from([0.0, 0.5]),
+        padded=st.booleans(),
+        data=st.data(),
+    )
+    def test_matches_reference(self, sub, ref, m, seed, dtype, dropout, padded, data):
+        """matches the reference in eval() (with and without a padding mask)"""
+        s, kw = m
+        pair = _gpt(sub, ref, kw, seed=seed, dtype=dtype, dropout=dropout)
+        tokens, mask, mask_desc = _tokens(data, kw["vocab_size"], s.B, s.T, padded, "tokens")
+        got = sub.call(pair.student, tokens, mask)
+        r = pair.reference
+        with torch.no_grad():
+            expected = r(tokens, mask)
+            candidates = [
+                (
+                    _gpt_without_final_norm(r, tokens, mask),
+                    "The final norm is missing: logits = lm_head(norm(x)) after the last block.",
+                )
+            ]
+            if mask is not None:
+                candidates.append(
+                    (
+                        r(tokens, None),
+                        "The mask is ignored: pass it to every block, x = block(x, mask).",
+                    )
+                )
+        case = case_str(B=s.B, T=s.T, **kw, dtype=dtype, dropout=str(dropout))
+        case += f", mask={mask_desc}\n  tokens={tokens.tolist()}"
+        expect_close(
+            got,
+            expected,
+            "GPT logits",
+            case=case,
+            hint=_hint_for(got, candidates, GPT_HINT + (EVAL_DROPOUT_HINT if dropout else "")),
+        )
+
+    @given(m=gpts(), seed=seeds, padded=st.booleans(), data=st.data())
+    def test_causality(self, sub, ref, m, seed, padded, data):
+        """later tokens never change earlier logits (with or without a padding mask)"""
+        s, kw = m
+        pair = _gpt(sub, ref, kw, seed=seed)
+        t = data.draw(st.integers(0, s.T - 1), label="position")
+        tokens, mask, mask_desc = _tokens(data, kw["vocab_size"], s.B, s.T, padded, "tokens")
+        later = (torch.arange(s.T) > t).expand(s.B, s.T)
+        tokens2 = _change_tokens(tokens, later, kw["vocab_size"], seed)
+        case = case_str(B=s.B, T=s.T, **kw) + f", mask={mask_desc}"
+        case += f"\n  tokens={tokens.tolist()}\n  changed tokens={tokens2.tolist()}"
+        outs = [
+            expect_tensor(sub.call(pair.student, x, mask), "logits", case=case)
+            for x in (tokens, tokens2)
+        ]
+        _expect_prefix_unchanged(
+            *outs,
+            t,
+            what="tokens",
+            case=case,
+            hint="Every block is causal and positions only mix inside the blocks: embed, "
+            "run the blocks, normalise and project position by position. " + GPT_HINT,
+        )
+
+    @given(m=gpts(), seed=seeds, mask_seed=seeds)
+    def test_padding_invariance(self, sub, ref, m, seed, mask_seed):
+        """with a [B, 1, T] padding mask, tokens at padded positions change no other logits"""
+        s, kw = m
+        pair = _gpt(sub, ref, kw, seed=seed)
+        g = torch.Generator().manual_seed(mask_seed)
+        keep = torch.rand(s.B, s.T, generator=g) < 0.6
+        keep[:, 0] = True  # every position keeps a key it may attend to
+        mask = keep.unsqueeze(1)  # (B, 1, T)
+        tokens = torch.randint(0, kw["vocab_size"], (s.B, s.T), generator=g)
+        tokens2 = _change_tokens(tokens, ~keep, kw["vocab_size"], seed)
+        case = case_str(B=s.B, T=s.T, **kw) + f", mask [B, 1, T]={keep.int().tolist()}"
+        case += f"\n  tokens={tokens.tolist()}\n  changed tokens={tokens2.tolist()}"
+        outs = [
+            expect_tensor(sub.call(pair.student, x, mask), "logits", case=case)
+            for x in (tokens, tokens2)
+        ]
+        _expect_rows_unchanged(
+            *outs,
+            keep,
+            what="tokens at padded positions",
+            case=case,
+            hint="Padded tokens leak into the others: pass the mask to every block, "
+            "x = block(x, mask).",
+        )
+
+    @given(m=gpts(), seed=seeds)
+    def test_gradients_reach_every_parameter(self, sub, ref, m, seed):
+        """gradients reach the embeddings, every block, the final norm and lm_head"""
+        s, kw = m
+        pair = _gpt(sub, ref, kw, seed=seed)
+        tokens = torch.randint(
+            0, kw["vocab_size"], (s.B, s.T), generator=torch.Generator().manual_seed(seed)
+        )
+        expect_gradients(sub, pair, tokens, None, case=case_str(B=s.B, T=s.T, **kw))
+
+    @given(m=gpts(), extra=st.integers(1, 3), seed=seeds)
+    def test_rejects_too_long(self, sub, ref, m, extra, seed):
+        """raises ValueError for sequences longer than max_len"""
+        s, kw = m
+        pair = _gpt(sub, ref, kw, seed=seed)
+        T = kw["max_len"] + extra
+        tokens = torch.randint(
+            0, kw["vocab_size"], (s.B, T), generator=torch.Generator().manual_seed(seed)
+        )
+        case = case_str(B=s.B, T=T, **kw)
+        hint = (
+            "Positions only go up to max_len - 1: let pos_embed raise ValueError for T > "
+            "max_len (or check T yourself and raise ValueError naming max_len)."
+        )
+        try:
+            sub.call(pair.student, tokens)
+        except NotImplementedYet:
+            raise
+        except LearnerError as exc:
+            if exc.exc_type == "ValueError":
+                return
+            fail(
+                f"Expected ValueError, got {exc.exc_type}: {exc.exc_message}", case=case, hint=hint
+            )
+        fail(
+            f"GPT(max_len={kw['max_len']}) accepted a sequence of length {T}.", case=case, hint=hint
+        )
+
+
+# ----------------------------------------------------------------------------- greedy_decode
+
+
+def _expect_decoded(
+    got,
+    expected: torch.Tensor,
+    *,
+    case: str,
+    max_len: int,
+    bos_id: int,
+    eos_id: int,
+    candidates: tuple = (),
+) -> None:
+    """``got`` must equal ``expected`` token for token; the message names the first rule that
+    ``got`` breaks (start, length, eos padding, stopping, the tokens themselves)."""
+    B = expected.shape[0]
+    got = expect_tensor(
+        got,
+        "greedy_decode output",
+        dtype=torch.long,
+        case=case,
+        hint="Return the token ids as a LongTensor [B, L]: build ys with dtype=torch.long "
+        "and torch.cat the argmax (already long) onto it.",
+    )
+    detail = f"  expected: {expected.tolist()}"
+    if got.dim() != 2 or got.shape[0] != B:
+        fail(
+            f"greedy_decode returned shape {tuple(got.shape)}, expected ({B}, L).",
+            case=case,
+            detail=detail,
+            hint="Keep one row per source sentence: ys has shape [B, L].",
+        )
+    detail += f"\n  got:      {got.tolist()}"
+    L = got.shape[1]
+    if L > max_len:
+        fail(
+            f"The output has length {L}, longer than max_len={max_len}.",
+            case=case,
+            detail=detail,
+            hint="The bos token counts: stop once ys.size(1) == max_len. " + STOP_HINT,
+        )
+    if L == 0 or bool((got[:, 0] != bos_id).any()):
+        fail(
+            f"Not every row starts with bos_id={bos_id}.", case=case, detail=detail, hint=START_HINT
+        )
+    for b in range(B):
+        hits = (got[b, 1:] == eos_id).nonzero()
+        if len(hits) and bool((got[b, 1 + hits[0, 0] :] != eos_id).any()):
+            fail(
+                f"Row {b} goes on with other tokens after it produced eos_id={eos_id}.",
+                case=case,
+                detail=detail,
+                hint=PAD_EOS_HINT,
+            )
+    if L > expected.shape[1]:
+        fail(
+            f"The output has length {L}, expected {expected.shape[1]}: decoding went on after "
+            "every row had produced eos.",
+            case=case,
+            detail=detail,
+            hint=STOP_HINT,
+        )
+    if L < expected.shape[1]:
+        fail(
+            f"The output has length {L}, expected {expected.shape[1]}: decoding stopped "
+            "before every row had produced eos (and before max_len).",
+            case=case,
+            detail=detail,
+            hint=STOP_HINT,
+        )
+    if not torch.equal(got, expected):
+        b, p = (got != expected).nonzero()[0].tolist()
+        hint = next((h for value, h in candidates if torch.equal(got, value)), PREFIX_HINT)
+        fail(
+            f"Token {p} of row {b} is {int(got[b, p])}, expected {int(expected[b, p])} (the "
+            "argmax of the model's logits at the last position).",
+            case=case,
+            detail=detail,
+            hint=hint,
+        )
+
+
+@st.composite
+def scripted(draw, eos_from_model: bool = True):
+    """Arguments of a :class:`ScriptedSeq2Seq` and the source side of a greedy_decode call.
+
+    With ``eos_from_model`` the model emits eos at the steps ``eos_after`` (-1: never; max_len
+    or more: too late). Without, it knows nothing of eos (its eos_id 0 is a token it never
+    emits): the test picks greedy_decode's eos_id among the tokens it does emit.
+    """
+    B = draw(st.integers(1 if eos_from_model else 2, 3))
+    vocab = draw(st.integers(4, 12))
+    max_len = draw(st.integers(1 if eos_from_model else 3, 8))
+    bos_id = draw(st.integers(0, vocab - 1))
+    if eos_from_model:
+        eos_id = draw(st.integers(0, vocab - 1).filter(lambda e: e != bos_id))
+        stops = st.sampled_from([-1, *range(1, max_len + 2)])
+        eos_after = draw(st.lists(stops, min_size=B, max_size=B))
+    else:
+        eos_id, eos_after = 0, [-1] * B
+    S = draw(st.integers(1, 5))
+    src, lengths = draw(token_batches(vocab=vocab, B=B, T=S, pad_id=PAD))
+    src_mask = padding_from_lengths(lengths, S) if draw(st.booleans()) else None
+    spec = dict(vocab=vocab, eos_id=eos_id, eos_after=eos_after)
+    call = dict(src=src, max_len=max_len, bos_id=bos_id, eos_id=eos_id, src_mask=src_mask)
+    return spec, call
+
+
+def _eos_choices(free: torch.Tensor, bos_id: int) -> list[int]:
+    """Tokens of the free-running output ``free [B, L]`` to use as eos: preferably ones after
+    which some finished row's model would go on with other tokens while another row still
+    runs (so finished rows must be padded), else any generated token other than bos."""
+    B, L = free.shape
+    generated = sorted(set(free[:, 1:].flatten().tolist()) - {bos_id})
+    useful = []
+    for e in generated:
+        firsts = []
+        for b in range(B):
+            hits = (free[b, 1:] == e).nonzero()
+            firsts.append(int(hits[0, 0]) + 1 if len(hits) else L)
+        stop = min(max(firsts), L - 1)  # the last step while some row still runs
+        if any(
+            f < stop and bool((free[b, f + 1 : stop + 1] != e).any()) for b, f in enumerate(firsts)
+        ):
+            useful.append(e)
+    return useful or generated
+
+
+def _pick_eos(data, free: torch.Tensor, bos_id: int, vocab: int) -> int:
+    choices = _eos_choices(free, bos_id) or [(bos_id + 1) % vocab]
+    return data.draw(st.sampled_from(choices), label="eos_id")
+
+
+def _run_scripted(sub, ref, spec: dict, call: dict, *, note: str):
+    decode = reference_of(ref, "greedy_decode")
+    expected = decode(ScriptedSeq2Seq(**spec), **call)
+    model = sub.specimen("ScriptedSeq2Seq", **spec)
+    args = (call["src"], call["max_len"], call["bos_id"], call["eos_id"], call["src_mask"])
+    got = sub.call("greedy_decode", model, *args)
+    src = call["src"]
+    case = case_str(
+        B=src.shape[0],
+        S=src.shape[1],
+        vocab=spec["vocab"],
+        max_len=call["max_len"],
+        bos_id=call["bos_id"],
+        eos_id=call["eos_id"],
+    )
+    case += f", src_mask={'None' if call['src_mask'] is None else 'padding [B, 1, S]'}"
+    case += f"\n  model: {note}\n  src={src.tolist()}"
+    _expect_decoded(
+        got,
+        expected,
+        case=case,
+        max_len=call["max_len"],
+        bos_id=call["bos_id"],
+        eos_id=call["eos_id"],
+    )
+
+
+class TestGreedyDecode:
+    component = "greedy_decode"
+
+    @given(case=scripted())
+    def test_follows_the_model(self, sub, ref, case):
+        """appends the argmax of the last position's logits, from bos until eos or max_len"""
+        spec, call = case
+        note = (
+            "a scripted seq2seq (next token: a function of the whole prefix and of src); row b "
+            f"emits eos once the prefix has eos_after[b] tokens, eos_after={spec['eos_after']} "
+            "(-1: never)"
+        )
+        _run_scripted(sub, ref, spec, call, note=note)
+
+    @given(case=scripted(eos_from_model=False), data=st.data())
+    def test_stops_and_pads_with_eos(self, sub, ref, case, data):
+        """stops as soon as every row has produced eos; finished rows are padded with eos"""
+        spec, call = case
+        decode = reference_of(ref, "greedy_decode")
+        free = decode(ScriptedSeq2Seq(**spec), **{**call, "eos_id": -1})  # never stops early
+        call = {**call, "eos_id": _pick_eos(data, free, call["bos_id"], spec["vocab"])}
+        note = (
+            "a scripted seq2seq (next token: a function of the whole prefix and of src) that "
+            "goes on after eos unless told otherwise; its output without eos would be "
+            f"{free.tolist()}"
+        )
+        _run_scripted(sub, ref, spec, call, note=note)
+
+    @given(
+        s=sizes(cross=True, max_heads=2).filter(lambda s: s.d_model % 2 == 0),
+        vocab=st.integers(4, 12),
+        max_len=st.integers(2, 8),
+        padded=st.booleans(),
+        seed=seeds,
+        data=st.data(),
+    )
+    def test_decodes_a_transformer(self, sub, ref, s, vocab, max_len, padded, seed, data):
+        """decodes a real Transformer (in eval()) exactly like the reference, with src_mask"""
+        kw = dict(
+            src_vocab_size=vocab,
+            tgt_vocab_size=vocab,
+            d_model=s.d_model,
+            n_heads=s.n_heads,
+            n_layers=1,
+            d_ff=s.d_ff,
+            max_len=max_len + s.S,
+        )
+        weights = randomize_(reference_of(ref, "Transformer")(**kw), seed).double().state_dict()
+        trusted = TrustedTransformer(**kw).double().eval()
+        trusted.load_state_dict(weights)
+        model = sub.oracle("Transformer", **kw)
+        sub.configure(model, dtype=torch.float64, train=False)
+        sub.load_state_dict(model, weights)
+        src, src_mask, src_desc = _tokens(data, vocab, s.B, s.S, padded, "src")
+        bos_id = data.draw(st.integers(0, vocab - 1), label="bos_id")
+        decode = reference_of(ref, "greedy_decode")
+        # eos: a token the model really produces, so rows finish at different steps
+        free = decode(trusted, src, max_len, bos_id, -1, src_mask)  # never stops early
+        eos_id = _pick_eos(data, free, bos_id, vocab)
+        expected = decode(trusted, src, max_len, bos_id, eos_id, src_mask)
+        got = sub.call("greedy_decode", model, src, max_len, bos_id, eos_id, src_mask)
+        candidates = ()
+        if src_mask is not None:
+            no_mask = decode(trusted, src, max_len, bos_id, eos_id, None)
+            candidates = ((no_mask, SRC_MASK_HINT),)
+        case = case_str(B=s.B, S=s.S, max_len=max_len, bos_id=bos_id, eos_id=eos_id)
+        case += f", src_mask={src_desc}\n  model: Transformer({case_str(**kw)}) in eval(), "
+        case += "random weights"
+        case += f"\n  src={src.tolist()}"
+        _expect_decoded(
+            got,
+            expected,
+            case=case,
+            max_len=max_len,
+            bos_id=bos_id,
+            eos_id=eos_id,
+            candidates=candidates,
+        )
