@@ -132,5 +132,41 @@ def grade(
         sys.exit(1)
 
 
+@main.command()
+@click.argument("results_json", type=click.Path(path_type=Path, exists=True))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Where to write the HTML page (default: report.html next to RESULTS_JSON).",
+)
+@click.option(
+    "--view",
+    type=click.Choice(["learner", "instructor"]),
+    default="learner",
+    show_default=True,
+    help="'instructor' also shows hidden checks' details.",
+)
+def report(results_json: Path, out: Path | None, view: str) -> None:
+    """Turn RESULTS_JSON (from `llm-grade grade --out DIR`) into one HTML page.
+
+    The page is a single self-contained file: it opens offline, in any browser, and can be
+    mailed or uploaded as it is. RESULTS_JSON may also be the folder that holds results.json.
+    """
+    from .exporters import load_results
+    from .report import write_submission
+
+    try:
+        result = load_results(results_json)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    folder = results_json if results_json.is_dir() else results_json.parent
+    path = write_submission(result, out or folder / "report.html", view=view)
+    click.echo(
+        f"Wrote {path} ({view} view): {result.score:g} / {result.max_score:g} points. "
+        "Open it in a browser."
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -158,11 +158,32 @@ def expect_close(
         f"  got{fmt_index(row) if row else ''}:      {fmt_values(got[row])}",
     ]
     raise CheckFailure(
-        f"{what}: {int(bad.sum())} of {bad.numel()} values differ "
+        diff=_diff_slice(got, expected, worst),
+        message=f"{what}: {int(bad.sum())} of {bad.numel()} values differ "
         f"(max abs error {fmt_num(diff.max().item())}, rel {fmt_num(rel)}, at {fmt_index(worst)}).",
         counterexample="\n".join(lines),
         hint=hint,
     )
+
+
+def _diff_slice(
+    got: torch.Tensor, expected: torch.Tensor, worst: list[int], limit: int = 16
+) -> dict | None:
+    """The 2-D slice (at most ``limit`` x ``limit``) around the worst error, as plain lists."""
+    if expected.dim() == 0 or not expected.is_floating_point():
+        return None
+    if expected.dim() == 1:
+        got, expected, worst = got.unsqueeze(0), expected.unsqueeze(0), [0, *worst]
+    lead = tuple(worst[:-2])
+    rows = max(0, min(worst[-2] - limit // 2, expected.shape[-2] - limit))
+    cols = max(0, min(worst[-1] - limit // 2, expected.shape[-1] - limit))
+    window = (*lead, slice(rows, rows + limit), slice(cols, cols + limit))
+
+    def plain(t: torch.Tensor) -> list:
+        return [[round(float(v), 6) for v in row] for row in t[window].to(torch.float64)]
+
+    where = ", ".join([*map(str, lead), f"{rows}:{rows + limit}", f"{cols}:{cols + limit}"])
+    return {"expected": plain(expected), "got": plain(torch.nan_to_num(got)), "where": f"[{where}]"}
 
 
 def fail(message: str, *, case: str = "", hint: str = "", detail: str = "") -> None:

@@ -54,6 +54,7 @@ def pytest_args(
         f"--grade-view={view}",
         "-q",
         "--no-header",
+        "--assert=plain",  # graders report through llm_grade.compare, not assert rewriting
     ]
     if quiet:
         args += ["-qq", "--disable-warnings", "--tb=no", "-p", "no:terminalreporter"]

@@ -270,6 +270,40 @@ class Executor:
             for name, p in obj.named_parameters()
         }
 
+    def op_build_loaded(
+        self,
+        component: str,
+        args: list,
+        kwargs: dict,
+        dtype: str | None,
+        train: bool,
+        state_dict: dict,
+        oracle: bool = False,
+    ) -> dict:
+        """Build (the learner's or the oracle's) ``component``, set dtype and mode, and load
+        ``state_dict`` when its keys and shapes match: one round trip instead of three."""
+        ref = (
+            self.op_oracle(component, args, kwargs)
+            if oracle
+            else self.op_build(component, args, kwargs)
+        )
+        self.op_configure(ref, train=train, dtype=dtype)
+        return {"ref": ref, "report": self.op_load_state_dict(ref, state_dict)}
+
+    def op_inject_oracle(
+        self,
+        target: dict,
+        path: str,
+        component: str,
+        kwargs: dict,
+        dtype: str | None,
+        train: bool,
+        state_dict: dict,
+    ) -> None:
+        """Replace sub-module ``path`` by an oracle ``component`` with these weights."""
+        built = self.op_build_loaded(component, [], kwargs, dtype, train, state_dict, oracle=True)
+        self.op_inject(target, path, built["ref"])
+
     def op_state_dict(self, target: dict) -> dict:
         return {k: v.detach().clone() for k, v in self._obj(target).state_dict().items()}
 

@@ -206,7 +206,6 @@ class RuntimeGuard:
         self.forbidden = forbidden
         self.make_error = make_error  # Violation -> exception to raise
         self.violations: list[Violation] = []
-        self._patched: list[tuple[object, str, object]] = []
         self._depth = 0
 
     def _blame(self, api: str) -> Violation | None:
@@ -263,34 +262,37 @@ class RuntimeGuard:
             targets += [(owner, name, f"{owner_path}.{name}") for name in names]
         return targets
 
-    @contextmanager
-    def active(self) -> Iterator[None]:
-        """Install the wrappers for the duration of a call into learner code."""
+    @functools.cached_property
+    def _patches(self) -> list[tuple[object, str, object, object]]:
+        """(owner, attribute, original, wrapper), built once: entering and leaving the guard
+        is then just two setattr per API (it happens around every call into learner code)."""
         import torch
 
-        self._depth += 1
-        if self._depth > 1:  # already installed by an outer call
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
+        patches = []
         for owner, attr, api in self._targets:
             original = getattr(owner, attr, None)
             if original is None or getattr(original, "__llm_grade_guarded__", False):
                 continue
             if isinstance(original, type) and issubclass(original, torch.nn.Module):
                 # a class: guard its constructor, which every alias of the class shares
-                init = original.__init__
-                self._patched.append((original, "__init__", init))
-                original.__init__ = self._wrap(api, init)
+                patches.append(
+                    (original, "__init__", original.__init__, self._wrap(api, original.__init__))
+                )
             else:
-                self._patched.append((owner, attr, original))
-                setattr(owner, attr, self._wrap(api, original))
+                patches.append((owner, attr, original, self._wrap(api, original)))
+        return patches
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Install the wrappers for the duration of a call into learner code."""
+        self._depth += 1
+        if self._depth == 1:
+            for owner, attr, _, wrapper in self._patches:
+                setattr(owner, attr, wrapper)
         try:
             yield
         finally:
             self._depth -= 1
-            while self._patched:
-                owner, attr, original = self._patched.pop()
-                setattr(owner, attr, original)
+            if self._depth == 0:
+                for owner, attr, original, _ in self._patches:
+                    setattr(owner, attr, original)

@@ -140,6 +140,7 @@ class WorkerTransport:
         self._workdir: str | None = None
         self._seq = 0
         self._starts = 0
+        self._handshake_pending = False
 
     # -------------------------------------------------------------- description
 
@@ -205,6 +206,10 @@ class WorkerTransport:
         resource.setrlimit(resource.RLIMIT_FSIZE, (self.limits.tmp_mb * mb,) * 2)
 
     def start(self) -> None:
+        self._spawn()
+        self._handshake()
+
+    def _spawn(self) -> None:
         self._starts += 1
         cmd, cwd = self._command()
         req_r, req_w = os.pipe()
@@ -240,14 +245,24 @@ class WorkerTransport:
         os.close(rep_w)
         self._req, self._rep = req_w, rep_r
         threading.Thread(target=self._drain, args=(self.proc.stdout,), daemon=True).start()
+
+    def _handshake(self) -> None:
+        self._handshake_pending = False
         try:
             hello = self._receive(self.limits.startup_timeout_s, "starting the worker")
         except WorkerDied as exc:
             tail = self.output[-2000:].decode(errors="replace")
             raise RuntimeError(f"the grading worker could not start: {exc}\n{tail}") from None
-        if not hello.get("ready"):
+        if not isinstance(hello, dict) or not hello.get("ready"):
             raise RuntimeError("the grading worker sent an unexpected greeting")
         self._preload()
+
+    def start_soon(self) -> None:
+        """Spawn the worker now (Python and torch load while pytest collects the graders);
+        the first request waits for its greeting. Spawned from this thread on purpose:
+        bubblewrap's --die-with-parent fires when the *thread* that spawned it ends."""
+        self._spawn()
+        self._handshake_pending = True
 
     def _preload(self) -> None:
         """Import every module once, so one that kills the worker at import is found early."""
@@ -444,6 +459,8 @@ class WorkerTransport:
     def __call__(self, request: dict) -> dict:
         from .components import COMPONENTS
 
+        if self._handshake_pending:
+            self._handshake()
         module = COMPONENTS.get(request.get("component", ""))
         if module in self.broken_modules:
             return {"ok": False, "error": self.broken_modules[module]}

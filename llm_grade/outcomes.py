@@ -17,11 +17,14 @@ class GradingOutcome(Exception):
     status = "error"
     __test__ = False  # keep pytest from collecting anything named like a test
 
-    def __init__(self, message: str, *, hint: str = "", counterexample: str = ""):
+    def __init__(
+        self, message: str, *, hint: str = "", counterexample: str = "", diff: dict | None = None
+    ):
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.counterexample = counterexample
+        self.diff = diff  # a small expected/got slice for the report's error heatmap
 
 
 class CheckFailure(GradingOutcome, AssertionError):

@@ -181,6 +181,7 @@ class GradingSession:
                 result.message = exc.message
                 result.hint = exc.hint
                 result.counterexample = exc.counterexample
+                result.diff = getattr(exc, "diff", None)
                 if isinstance(exc, LearnerError):
                     from .feedback import crash_hint
 
@@ -297,6 +298,11 @@ class GradingSession:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         result = self.assemble()
+        if self._handle is not None and self.out_dir:
+            from .visuals import collect
+
+            # pictures for the HTML report (a handful of calls, through the same handle)
+            result.artifacts = collect(self._handle, self.reference())
         if self.out_dir:
             result.write_json(Path(self.out_dir) / "results.json")
         if self._handle is not None:

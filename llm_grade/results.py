@@ -32,6 +32,9 @@ class CheckResult:
     hidden: bool = False
     duration_s: float = 0.0
     nodeid: str = ""
+    # a small 2-D slice where the output differs: {"expected": [[float]], "got": [[float]],
+    # "where": str}; the HTML report draws |got - expected| from it
+    diff: dict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,6 +83,9 @@ class GradeResult:
     environment: dict[str, Any]
     isolation: dict[str, Any] = field(default_factory=dict)
     rubric: str = ""
+    # pictures of what the learner's code computes on a fixed input (attention weights,
+    # positional encodings, LayerNorm statistics), as plain JSON lists; see llm_grade/report.py
+    artifacts: dict = field(default_factory=dict)
 
     @property
     def score(self) -> float:
@@ -100,6 +106,7 @@ class GradeResult:
             "isolation": self.isolation,
             "rubric": self.rubric,
             "components": [c.to_dict() for c in self.components],
+            "artifacts": self.artifacts,
         }
 
     def write_json(self, path: Path) -> None:
@@ -119,4 +126,5 @@ class GradeResult:
             environment=data.get("environment", {}),
             isolation=data.get("isolation", {}),
             rubric=data.get("rubric", ""),
+            artifacts=data.get("artifacts") or {},
         )

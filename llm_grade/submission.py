@@ -47,6 +47,18 @@ def describe_call(name: str, args: tuple, kwargs: dict) -> str:
     return f"{name}({', '.join(parts)})"
 
 
+def _dtype_name(dtype: torch.dtype | None) -> str | None:
+    return None if dtype is None else str(dtype).replace("torch.", "")
+
+
+def _report(plain: dict) -> StateDictReport:
+    return StateDictReport(
+        plain["missing"],
+        plain["unexpected"],
+        [(k, tuple(a), tuple(b)) for k, a, b in plain["shape_mismatch"]],
+    )
+
+
 class Submission:
     """A learner's submission folder, reachable only through plain requests."""
 
@@ -63,6 +75,7 @@ class Submission:
         self._transport = transport
         self._close = close
         self.labels: dict[int, str] = {}
+        self._oracles: list[str] | None = None
         self.description: dict[str, Any] = {"mode": isolation}
 
     def describe(self) -> dict[str, Any]:
@@ -175,10 +188,57 @@ class Submission:
             target=target,
             state_dict=state_dict,
         )
-        return StateDictReport(
-            report["missing"],
-            report["unexpected"],
-            [(k, tuple(a), tuple(b)) for k, a, b in report["shape_mismatch"]],
+        return _report(report)
+
+    def build_loaded(
+        self,
+        component: str,
+        kwargs: dict[str, Any],
+        *,
+        dtype: torch.dtype,
+        train: bool,
+        state_dict: dict[str, torch.Tensor],
+    ) -> tuple[dict, StateDictReport]:
+        """:meth:`build`, :meth:`configure` and :meth:`load_state_dict` in one request."""
+        call = describe_call(component, (), kwargs)
+        out = self._request(
+            "build_loaded",
+            component,
+            call,
+            component=component,
+            args=[],
+            kwargs=kwargs,
+            dtype=_dtype_name(dtype),
+            train=train,
+            state_dict=state_dict,
+        )
+        self.labels[out["ref"]["ref"]] = call
+        return out["ref"], _report(out["report"])
+
+    def inject_oracle(
+        self,
+        target: dict,
+        path: str,
+        component: str,
+        kwargs: dict[str, Any],
+        *,
+        dtype: torch.dtype,
+        train: bool,
+        state_dict: dict[str, torch.Tensor],
+    ) -> None:
+        """Replace sub-module ``path`` of ``target`` by a trusted ``component`` (see
+        :meth:`oracle`) built with ``kwargs`` and loaded with ``state_dict``."""
+        self._request(
+            "inject_oracle",
+            target["component"],
+            f"replace .{path}",
+            target=target,
+            path=path,
+            component=component,
+            kwargs=kwargs,
+            dtype=_dtype_name(dtype),
+            train=train,
+            state_dict=state_dict,
         )
 
     def configure(
@@ -196,7 +256,7 @@ class Submission:
             "train()/to()",
             target=target,
             train=train,
-            dtype=None if dtype is None else str(dtype).replace("torch.", ""),
+            dtype=_dtype_name(dtype),
             device=device,
         )
 
@@ -228,7 +288,9 @@ class Submission:
         """From now on, learner code sees the trusted versions of these graded names (e.g.
         while grading ``EncoderLayer``, its ``MultiHeadAttention``, ``AddNorm`` and
         ``FeedForward`` are the oracles; while grading ``MultiHeadAttention``, ``softmax`` is)."""
-        self._request("use_oracles", "", "oracles", names=list(names))
+        if list(names) != self._oracles:  # unchanged between checks of one component
+            self._request("use_oracles", "", "oracles", names=list(names))
+            self._oracles = list(names)
 
     def specimen(self, name: str, **kwargs: Any) -> dict:
         """Build one of :mod:`llm_grade.specimens` next to the learner's code."""
@@ -292,6 +354,7 @@ def open_submission(
             masks=list(masks),
             sandbox=sandbox,
         )
+        transport.start_soon()  # Python and torch start while pytest collects the graders
         submission = Submission(root, transport, "process", close=transport.close)
         submission.describe = transport.describe
         return submission

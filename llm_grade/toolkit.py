@@ -104,16 +104,21 @@ def build_pair(
     reference = reference_of(ref_pkg, component)(**kwargs)
     randomize_(reference, seed)
     reference.to(dtype).train(train)
-    student = sub.build(component, **kwargs)
-    sub.configure(student, dtype=dtype, train=train)
-    report = sub.load_state_dict(student, reference.state_dict())
+    student, report = sub.build_loaded(
+        component, kwargs, dtype=dtype, train=train, state_dict=reference.state_dict()
+    )
     if not report.ok():
         raise CheckFailure(state_dict_message(component, report), hint=STATE_DICT_HINT)
     for path, (child, child_kwargs) in (children or {}).items():
-        oracle = sub.oracle(child, **child_kwargs)
-        sub.configure(oracle, dtype=dtype, train=train)
-        sub.load_state_dict(oracle, reference.get_submodule(path).state_dict())
-        sub.inject(student, path, oracle)
+        sub.inject_oracle(
+            student,
+            path,
+            child,
+            child_kwargs,
+            dtype=dtype,
+            train=train,
+            state_dict=reference.get_submodule(path).state_dict(),
+        )
     return Pair(student, reference)
 
 

@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # `import reference` / `import stubs` without an install
-    sys.path.insert(0, str(REPO))
-
-REFERENCE = REPO / "reference"
-STUBS = REPO / "stubs"
-ORACLES = REPO / "llm_grade" / "oracles"
-GRADERS = REPO / "graders"
+from lg_paths import GRADERS, REFERENCE
 
 
 @pytest.fixture

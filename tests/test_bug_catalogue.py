@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from llm_grade.components import COMPONENTS
 from llm_grade.engine import grade
 
 BUGS_DIR = Path(__file__).resolve().parent / "bugs"
@@ -33,6 +34,10 @@ def _load_bugs():
 BUGS = _load_bugs()
 
 
+def _components_of(module: str) -> str:
+    return " or ".join(name for name, mod in COMPONENTS.items() if mod == module)
+
+
 def test_the_catalogue_is_large_and_unique():
     assert len(BUGS) >= 40
     assert len({b.id for b in BUGS}) == len(BUGS)
@@ -45,7 +50,11 @@ def test_bug_is_caught_by_the_right_component_with_the_right_hint(bug, reference
     assert source.count(bug.find) == 1, f"{bug.id}: the text to replace must occur exactly once"
     path.write_text(source.replace(bug.find, bug.replace))
 
-    result = grade(reference_copy, quiet=True)
+    # Only the edited module's components can run the edited code: while one component is
+    # graded, every other graded name the learner's code refers to is a trusted oracle, so
+    # components of other modules never execute it (test_credit_isolation_holds_across_modules
+    # checks that claim on full gradings).
+    result = grade(reference_copy, quiet=True, select=_components_of(bug.module))
 
     losing = {c.name for c in result.components if c.score < c.max_score}
     assert bug.component in losing, f"{bug.id}: {bug.component} kept all its points"
@@ -53,3 +62,14 @@ def test_bug_is_caught_by_the_right_component_with_the_right_hint(bug, reference
     (component,) = [c for c in result.components if c.name == bug.component]
     shown = " ".join(f"{c.message} {c.hint}" for c in component.checks if c.status != "passed")
     assert bug.hint.lower() in shown.lower(), f"{bug.id}: expected hint {bug.hint!r}\n{shown}"
+
+
+@pytest.mark.parametrize("bug_id", ["mha-mask-after-softmax", "layernorm-unbiased-variance"])
+def test_credit_isolation_holds_across_modules(bug_id, reference_copy):
+    """A full grading: a bug in one module costs no component of any other module."""
+    (bug,) = [b for b in BUGS if b.id == bug_id]
+    path = reference_copy / f"{bug.module}.py"
+    path.write_text(path.read_text().replace(bug.find, bug.replace))
+    result = grade(reference_copy, quiet=True)
+    losing = {c.name for c in result.components if c.score < c.max_score}
+    assert losing == {bug.component}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import REFERENCE, STUBS
+from lg_paths import REFERENCE, STUBS
 
 from llm_grade.cli import main
 

@@ -4,7 +4,7 @@ different Hypothesis seeds in the exploring ``llm-grade-dev`` profile."""
 from __future__ import annotations
 
 import pytest
-from conftest import ORACLES, REFERENCE
+from lg_paths import ORACLES, REFERENCE
 
 from llm_grade.engine import grade
 

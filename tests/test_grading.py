@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import GRADERS, ORACLES, REFERENCE, STUBS
+from lg_paths import GRADERS, ORACLES, REFERENCE, STUBS
 
 from llm_grade.components import COMPONENTS
 from llm_grade.engine import grade

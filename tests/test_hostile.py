@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import GRADERS, REFERENCE, REPO
+from lg_paths import GRADERS, REFERENCE, REPO
 
 from llm_grade.engine import grade
 from llm_grade.isolation import bubblewrap

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import GRADERS, REFERENCE, REPO, STUBS
+from lg_paths import GRADERS, REFERENCE, REPO, STUBS
 
 from llm_grade.engine import grade
 from llm_grade.feedback import format_report
@@ -20,12 +20,16 @@ BUGGY = REPO / "examples" / "buggy"
 
 
 def _scores(result):
-    return {(c.component, c.name): (c.status, c.points) for comp in result.components
-            for c in comp.checks}
+    return {
+        (c.component, c.name): (c.status, c.points)
+        for comp in result.components
+        for c in comp.checks
+    }
 
 
-@pytest.mark.parametrize("submission", [REFERENCE, BUGGY, STUBS], ids=["reference", "buggy",
-                                                                      "stubs"])
+@pytest.mark.parametrize(
+    "submission", [REFERENCE, BUGGY, STUBS], ids=["reference", "buggy", "stubs"]
+)
 def test_process_isolation_scores_like_in_process(submission):
     in_process = grade(submission, quiet=True, isolation="none")
     isolated = grade(submission, quiet=True, isolation="process")
@@ -46,9 +50,11 @@ def test_without_bubblewrap_the_worker_still_runs_and_the_results_say_so():
 
 def test_a_timeout_costs_one_call_and_the_next_call_gets_a_fresh_worker(reference_copy):
     path = reference_copy / "attention.py"
-    path.write_text(path.read_text().replace(
-        "    return (tokens != pad_id).unsqueeze(1)",
-        "    while True:\n        pass"))
+    path.write_text(
+        path.read_text().replace(
+            "    return (tokens != pad_id).unsqueeze(1)", "    while True:\n        pass"
+        )
+    )
     sub = open_submission(reference_copy, isolation="process", limits={"call_timeout_s": 2})
     try:
         with pytest.raises(WorkerFailure, match="timed out after 2 s"):
@@ -63,19 +69,24 @@ def test_hidden_checks_show_only_name_and_points_to_learners(tmp_path):
     old = "checks.rows_are_distributions = 1"
     assert old in text
     rubric = tmp_path / "rubric.toml"
-    rubric.write_text(text.replace(old, "checks.rows_are_distributions = { points = 1, "
-                                        "hidden = true }"))
+    rubric.write_text(
+        text.replace(old, "checks.rows_are_distributions = { points = 1, hidden = true }")
+    )
     broken = tmp_path / "sub"
     broken.mkdir()
     for path in REFERENCE.glob("*.py"):
         (broken / path.name).write_text(path.read_text())
     attention = broken / "attention.py"
-    attention.write_text(attention.read_text().replace(
-        "    return exp / exp.sum(dim=dim, keepdim=True)",
-        "    return exp / exp.sum(dim=dim, keepdim=True) * 1.5"))
+    attention.write_text(
+        attention.read_text().replace(
+            "    return exp / exp.sum(dim=dim, keepdim=True)",
+            "    return exp / exp.sum(dim=dim, keepdim=True) * 1.5",
+        )
+    )
     result = grade(broken, rubric=rubric, quiet=True, select="softmax")
-    (hidden,) = [c for comp in result.components for c in comp.checks
-                 if c.name == "rows_are_distributions"]
+    (hidden,) = [
+        c for comp in result.components for c in comp.checks if c.name == "rows_are_distributions"
+    ]
     assert hidden.hidden and hidden.status == "failed" and "sum to" in hidden.message
     learner = format_report(result, learner_view=True)
     instructor = format_report(result, learner_view=False)

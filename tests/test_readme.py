@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from conftest import REPO
+from lg_paths import REPO
 
 
 def _setup_commands() -> list[str]:

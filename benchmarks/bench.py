@@ -1,0 +1,298 @@
+"""How long llm-grade takes to grade one complete, correct submission (``reference/``) here.
+
+Why: the performance issue sets targets (a full grade < 10 s wall and within 3x the floor,
+``--jobs 2`` >= 1.7x ``--jobs 1``, ``llm-grade --help`` < 0.5 s). This script measures them on
+this machine and prints each number next to its target. It is a script, not a test: timings
+depend on the machine and its load. Wall times are of subprocesses, medians of ``--runs``.
+
+- **floor** = bare ``python -c "import torch"`` + ``llm-grade grade reference --isolation
+  none`` (the graders with every handle call going to the reference, in-process). A process-
+  isolated grade does the latter plus one more Python+torch start (the worker).
+- ``llm-grade grade reference --isolation process --out DIR``; the same runs give the **time
+  to first result** (first pytest progress character at a line start on stdout, read byte by
+  byte with PYTHONUNBUFFERED=1), **peak RSS** (``/usr/bin/time -f %M``, else ``os.wait4``:
+  the largest *single* process; and the whole tree, sampled from /proc every 50 ms) and the
+  **time per component** (sum of its checks' ``duration_s`` in results.json).
+- ``pytest graders/ --submission reference`` in-process (the learner's local loop); the
+  **Hypothesis examples** run (passing + failing, from ``--hypothesis-show-statistics``); the
+  **worker start** (spawn the sandboxed worker until every module is imported);
+  ``llm-grade --help``; ``llm-grade batch`` on 20 submissions, ``--jobs 1`` vs ``--jobs 2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO / "reference"
+BUGGY = REPO / "examples" / "buggy"
+PROGRESS = b".FEsxX"  # pytest's progress characters
+PYTEST = [sys.executable, "-m", "pytest", "graders/", "--submission", str(REFERENCE), "-q"]
+PYTEST += ["-p", "no:cacheprovider"]
+TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+WORKER_START = """
+import json, time
+from llm_grade.isolation import Limits, WorkerTransport, bubblewrap
+from llm_grade.paths import bundled
+from llm_grade.rubric import load_rubric
+rubric = load_rubric(bundled("graders") / "rubric.toml")
+sandbox = bubblewrap()  # probed (and cached) before the clock starts
+worker = WorkerTransport(bundled("reference"), rubric.forbidden,
+                         Limits.from_mapping(rubric.limits),
+                         masks=[bundled("reference"), bundled("graders")])
+start = time.perf_counter()
+worker.start()
+elapsed = time.perf_counter() - start
+worker.close()
+print(json.dumps({"start_s": elapsed, "bubblewrap": sandbox is not None}))
+"""
+
+
+def llm_grade() -> list[str]:
+    script = Path(sys.executable).with_name("llm-grade")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "llm_grade"]
+
+
+def fail(cmd: list[str], code: int, output: str) -> None:
+    sys.exit(f"{' '.join(cmd)} failed with status {code}:\n{output[-5000:]}")
+
+
+def run(cmd: list[str], check: bool = True) -> tuple[float, subprocess.CompletedProcess]:
+    """Run ``cmd`` in the repository; return its wall time and the finished process."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if check and proc.returncode != 0:
+        fail(cmd, proc.returncode, proc.stdout + proc.stderr)
+    return elapsed, proc
+
+
+def timing(samples: list[float]) -> dict:
+    return {"median_s": statistics.median(samples), "samples_s": [round(s, 3) for s in samples]}
+
+
+def median_wall(cmd: list[str], runs: int) -> dict:
+    return timing([run(cmd)[0] for _ in range(runs)])
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and all its descendants, from /proc."""
+    todo, pages = [pid], 0
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/statm") as fh:
+                pages += int(fh.read().split()[1])
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo += [int(c) for c in fh.read().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def grade_process(out: Path) -> dict:
+    """One ``llm-grade grade reference --isolation process`` run, watched from outside."""
+    cmd = llm_grade() + ["grade", str(REFERENCE), "--isolation", "process", "--out", str(out)]
+    maxrss_file = out.with_suffix(".maxrss")
+    if TIME:
+        cmd = [TIME, "-f", "%M", "-o", str(maxrss_file)] + cmd
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    peak, done = [0.0], threading.Event()
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err, bufsize=0
+        )
+
+        def sample() -> None:
+            while not done.wait(0.05):
+                peak[0] = max(peak[0], tree_rss_mb(proc.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        first, line_start, output = None, True, bytearray()
+        while byte := proc.stdout.read(1):
+            if first is None and line_start and byte in PROGRESS:
+                first = time.perf_counter() - start
+            line_start = byte == b"\n"
+            output += byte
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        done.set()
+        sampler.join()
+        if proc.returncode != 0:
+            err.seek(0)
+            fail(cmd, proc.returncode, output.decode() + err.read().decode())
+    maxrss_kb = int(maxrss_file.read_text().split()[-1]) if TIME else usage.ru_maxrss
+    results = json.loads((out / "results.json").read_text())
+    return {
+        "wall_s": wall,
+        "first_s": first,
+        "rss_mb": maxrss_kb / 1024,
+        "tree_mb": peak[0],
+        "results": results,
+    }
+
+
+def hypothesis_examples() -> dict:
+    stdout = run(PYTEST + ["--hypothesis-show-statistics"])[1].stdout
+    counts = re.findall(r"(\d+) passing, (\d+) failing, and (\d+) invalid", stdout)
+    return {
+        "examples": sum(int(p) + int(f) for p, f, _ in counts),
+        "invalid": sum(int(i) for _, _, i in counts),
+        "phases": len(counts),
+    }
+
+
+def batch(runs: int, size: int) -> dict | None:
+    """``llm-grade batch`` with --jobs 1 and 2 on ``size`` submissions; None if unavailable."""
+    if run(llm_grade() + ["batch", "--help"], check=False)[1].returncode != 0:
+        return None
+    times: dict = {"submissions": size}
+    with tempfile.TemporaryDirectory(prefix="llm-grade-bench-") as tmp:
+        subs = Path(tmp) / "submissions"
+        for i in range(size):  # half correct, half with the example's bugs
+            source = REFERENCE if i % 2 == 0 else BUGGY
+            shutil.copytree(
+                source, subs / f"s{i:02d}", ignore=shutil.ignore_patterns("__pycache__")
+            )
+        for jobs in (1, 2):
+            cmd = llm_grade() + ["batch", str(subs), "--jobs", str(jobs), "--out"]
+            samples = [run(cmd + [f"{tmp}/out-{jobs}-{r}"])[0] for r in range(runs)]
+            times[f"jobs{jobs}"] = timing(samples)
+    times["speedup"] = times["jobs1"]["median_s"] / times["jobs2"]["median_s"]
+    return times
+
+
+def measure(runs: int, with_batch: bool, batch_size: int) -> dict:
+    def step(name: str) -> None:
+        print(f"  measuring {name} ...", file=sys.stderr, flush=True)
+
+    m: dict = {"runs": runs, "cpus": os.cpu_count(), "load_before": os.getloadavg()}
+    step("torch import")
+    m["torch_import"] = median_wall([sys.executable, "-c", "import torch"], runs)
+    step("in-process grading of the reference (--isolation none)")
+    m["in_process"] = median_wall(
+        llm_grade() + ["grade", str(REFERENCE), "--isolation", "none"], runs
+    )
+    step("llm-grade grade --isolation process")
+    with tempfile.TemporaryDirectory(prefix="llm-grade-bench-") as tmp:
+        graded = [grade_process(Path(tmp) / f"run{i}") for i in range(runs)]
+    m["grade_process"] = timing([g["wall_s"] for g in graded])
+    m["first_result"] = timing([g["first_s"] or float("nan") for g in graded])
+    m["peak_rss_mb"] = {
+        "tree_sampled": max(g["tree_mb"] for g in graded),
+        "largest_process": max(g["rss_mb"] for g in graded),
+    }
+    results = graded[-1]["results"]
+    m["sandbox"] = results["isolation"].get("sandbox", "")
+    m["component_s"] = {
+        c["name"]: sum(t["duration_s"] for t in c["tests"]) for c in results["components"]
+    }
+    step("pytest graders/ in-process")
+    m["pytest_in_process"] = median_wall(PYTEST, runs)
+    step("Hypothesis examples")
+    m["hypothesis"] = hypothesis_examples()
+    step("worker start")
+    starts = [json.loads(run([sys.executable, "-c", WORKER_START])[1].stdout) for _ in range(runs)]
+    m["worker_start"] = timing([s["start_s"] for s in starts])
+    step("llm-grade --help")
+    m["help"] = median_wall(llm_grade() + ["--help"], 5)
+    if with_batch:
+        step("llm-grade batch")
+        m["batch"] = batch(runs, batch_size)
+    m["load_after"] = os.getloadavg()
+    return m
+
+
+def report(m: dict) -> list[tuple]:
+    """The table's rows: (name, value, unit, target, met?)."""
+    rows: list[tuple] = []
+
+    def row(name: str, value: float, unit: str = "s", target: str = "", ok=None) -> None:
+        rows.append((name, value, unit, target, ok))
+
+    def med(key: str) -> float:
+        return m[key]["median_s"]
+
+    floor = med("torch_import") + med("in_process")
+    grade, checks = med("grade_process"), sum(m["component_s"].values())
+    row("floor: python -c 'import torch'", med("torch_import"))
+    row("floor: grade --isolation none (in-process)", med("in_process"))
+    row("floor = torch import + in-process grading", floor)
+    row("grade --isolation process (full grade)", grade, "s", "< 10 s", grade < 10)
+    row("  ... as a multiple of the floor", grade / floor, "x", "<= 3x", grade / floor <= 3)
+    row("  ... time to first result", med("first_result"))
+    row("  ... sum of checks' duration_s", checks)
+    row("  ... outside checks (start, setup, report)", grade - checks)
+    row("pytest graders/ in-process (local loop)", med("pytest_in_process"))
+    row("worker start (spawn + torch + preload)", med("worker_start"))
+    row("llm-grade --help", med("help"), "s", "< 0.5 s", med("help") < 0.5)
+    row("peak RSS: whole tree (sampled /proc)", m["peak_rss_mb"]["tree_sampled"], "MB")
+    tool = "time -f %M" if TIME else "wait4"
+    row(f"peak RSS: largest process ({tool})", m["peak_rss_mb"]["largest_process"], "MB")
+    row("Hypothesis examples (passing + failing)", m["hypothesis"]["examples"], "")
+    if m.get("batch"):
+        n, speedup = m["batch"]["submissions"], m["batch"]["speedup"]
+        row(f"batch {n} submissions --jobs 1", m["batch"]["jobs1"]["median_s"])
+        row(f"batch {n} submissions --jobs 2", m["batch"]["jobs2"]["median_s"])
+        row("  ... speed-up jobs 2 / jobs 1", speedup, "x", ">= 1.7x", speedup >= 1.7)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per measurement (default 3)")
+    parser.add_argument("--quick", action="store_true", help="1 run each, skip batch")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=REPO / "benchmarks" / "results.json",
+        help="write the numbers here (default: benchmarks/results.json)",
+    )
+    parser.add_argument("--batch-size", type=int, default=20, help="submissions for batch")
+    args = parser.parse_args(argv)
+    runs = 1 if args.quick else args.runs
+    print(f"llm-grade benchmarks on reference/: medians of {runs} run(s)", flush=True)
+    m = measure(runs, not args.quick, args.batch_size)
+    rows = report(m)
+
+    print(f"\n{'measurement':<46} {'median':>10}  {'target':<8} verdict")
+    for name, value, unit, target, ok in rows:
+        verdict = "" if ok is None else ("ok" if ok else "MISSED")
+        shown = f"{value:>8.2f}" if unit in ("s", "x") else f"{value:>8.0f}"
+        print(f"{name:<46} {shown} {unit:<2} {target:<8} {verdict}")
+    if m.get("batch") is None:
+        print("batch: skipped (--quick)" if args.quick else "batch: not available yet")
+    print("\ntime per component (sum of its checks' duration_s, --isolation process):")
+    for name, seconds in sorted(m["component_s"].items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<32} {seconds:6.2f} s")
+    print(
+        f"\nfloor = bare torch import + in-process grading of the reference: the least a\n"
+        f"process-isolated grade can cost. {m['hypothesis']['invalid']} invalid Hypothesis "
+        f"examples not counted.\nSandbox: {m['sandbox'].split(':')[0]}. Load average "
+        f"{m['load_before'][0]:.2f} -> {m['load_after'][0]:.2f} on {m['cpus']} CPUs."
+    )
+    m["targets"] = {
+        r[0].strip(" ."): {"value": r[1], "target": r[3], "ok": r[4]} for r in rows if r[3]
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(m, indent=2) + "\n", encoding="utf-8")
+    print(f"(numbers written to {args.json})")
+
+
+if __name__ == "__main__":
+    main()
