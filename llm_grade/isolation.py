@@ -358,27 +358,7 @@ class WorkerTransport:
             ready, _, _ = select.select([self._rep], [], [], min(left, 0.05))
             if ready:
                 break
-            pids = _tree(self.proc.pid)
-            if len(pids) > self.limits.max_processes + 2:  # + bwrap and the namespace's init
-                self.kill()
-                raise WorkerDied(
-                    {
-                        "kind": "limit",
-                        "exc_type": "TooManyProcesses",
-                        "message": f"killed: more than {self.limits.max_processes} "
-                        f"processes while {doing}",
-                    }
-                )
-            if _rss_mb(pids) > self.limits.memory_mb:
-                self.kill()
-                raise WorkerDied(
-                    {
-                        "kind": "limit",
-                        "exc_type": "MemoryLimit",
-                        "message": f"killed: exceeded {self.limits.memory_mb} MiB of "
-                        f"memory while {doing}",
-                    }
-                )
+            self._check_tree(doing)
         frame = self._read_frame(deadline, doing)
         try:
             return wire.decode(frame, max_bytes=self.limits.reply_mb * 2**20)
@@ -391,6 +371,30 @@ class WorkerTransport:
                     "message": f"the worker sent an unreadable reply while {doing} ({exc})",
                 }
             ) from None
+
+    def _check_tree(self, doing: str) -> None:
+        """Kill the worker when its process tree has too many processes or too much memory."""
+        pids = _tree(self.proc.pid)
+        if len(pids) > self.limits.max_processes + 2:  # + bwrap and the namespace's init
+            self.kill()
+            raise WorkerDied(
+                {
+                    "kind": "limit",
+                    "exc_type": "TooManyProcesses",
+                    "message": f"killed: more than {self.limits.max_processes} "
+                    f"processes while {doing}",
+                }
+            )
+        if _rss_mb(pids) > self.limits.memory_mb:
+            self.kill()
+            raise WorkerDied(
+                {
+                    "kind": "limit",
+                    "exc_type": "MemoryLimit",
+                    "message": f"killed: exceeded {self.limits.memory_mb} MiB of "
+                    f"memory while {doing}",
+                }
+            )
 
     def _read_frame(self, deadline: float, doing: str) -> bytes:
         """Read one length-prefixed frame, never past ``deadline`` nor over the size cap."""
@@ -444,6 +448,7 @@ class WorkerTransport:
             self.kill()
             raise WorkerDied(record) from None
         reply = self._receive(self.limits.call_timeout_s, doing)
+        self._check_tree(doing)  # processes left running after a reply count too
         if not isinstance(reply, dict) or reply.get("id") != self._seq or "ok" not in reply:
             # out of step: something else wrote to the reply pipe
             self.kill()

@@ -47,7 +47,7 @@ ATTACKS = [
         "fork-bomb",
         "gelu",
         "import os, time\nfor _ in range(6):\n    if os.fork() == 0:\n        time.sleep(60)",
-        message="processes",
+        message="killed",
     ),
     Attack("segfault-via-ctypes", "gelu", "import ctypes\nctypes.string_at(0)", message="SIGSEGV"),
     Attack(
@@ -138,7 +138,7 @@ ATTACKS = [
         "background-process",
         "padding_mask",
         "import subprocess\nsubprocess.Popen(['sleep', '{MARKER}'], start_new_session=True)",
-        earns_nothing=False,
+        message="processes",
     ),
     Attack(
         "slow-but-correct",
