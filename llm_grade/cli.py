@@ -168,5 +168,90 @@ def report(results_json: Path, out: Path | None, view: str) -> None:
     )
 
 
+@main.command()
+@click.argument("submissions", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for per-student results, reports and the class exports.",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Submissions graded at the same time (one per core is a good choice).",
+)
+@click.option(
+    "--rubric",
+    type=click.Path(path_type=Path, exists=True),
+    default=None,
+    help="Rubric TOML (default: the bundled graders/rubric.toml).",
+)
+@click.option(
+    "--isolation",
+    type=click.Choice(["process", "none"]),
+    default="process",
+    show_default=True,
+    help="Where learner code runs (see `llm-grade grade --help`).",
+)
+@click.option("--force", is_flag=True, help="Grade again even submissions that did not change.")
+def batch(
+    submissions: Path, out: Path, jobs: int, rubric: Path | None, isolation: str, force: bool
+) -> None:
+    """Grade every submission folder in SUBMISSIONS (one sub-folder per student).
+
+    Writes OUT/<student>/results.json (+ grading.log, gradescope.json, junit.xml),
+    OUT/submissions/<student>.html, OUT/index.html and OUT/grades.csv. Re-running skips
+    submissions whose files did not change.
+    """
+    from .batch import find_submissions, grade_class, write_class_exports
+
+    folders = find_submissions(submissions)
+    if not folders:
+        raise click.ClickException(
+            f"no submission folders (with environment.py ... transformer.py) found in {submissions}"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    failures = []
+    with click.progressbar(
+        length=len(folders),
+        label=f"Grading {len(folders)} submissions",
+        show_eta=True,
+        show_pos=True,
+        item_show_func=lambda o: o and o.name,
+    ) as bar:
+
+        def done(outcome) -> None:
+            if outcome.error:
+                failures.append(outcome)
+            bar.update(1, outcome)
+
+        outcomes = grade_class(
+            submissions,
+            out,
+            jobs=jobs,
+            isolation=isolation,
+            rubric=rubric,
+            force=force,
+            on_done=done,
+        )
+    paths = write_class_exports(outcomes, out)
+    graded = [o for o in outcomes if o.result is not None]
+    skipped = sum(o.skipped for o in outcomes)
+    click.echo(
+        f"Graded {len(graded)} of {len(outcomes)} submissions"
+        + (f" ({skipped} unchanged, not graded again)" if skipped else "")
+        + "."
+    )
+    for outcome in failures:
+        click.echo(f"  {outcome.name}: {outcome.error}", err=True)
+    click.echo(f"Class index: {paths['index']}\nGrades: {paths['grades']}")
+    if failures:
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
