@@ -14,13 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm_grade.compare import (
-    TOLERANCES,
     case_str,
-    dtype_name,
     expect_close,
+    expect_prefix_unchanged,
+    expect_rows_unchanged,
     expect_tensor,
     fail,
-    fmt_values,
+    hint_for,
 )
 from llm_grade.strategies import (
     causal,
@@ -81,53 +81,6 @@ def _case(s, dtype=None, *, cross=False, **extra) -> str:
     return case_str(**params)
 
 
-def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    tol = TOLERANCES.get(dtype_name(b.dtype), TOLERANCES["float32"])
-    return (
-        type(a) is torch.Tensor
-        and a.shape == b.shape
-        and bool(torch.allclose(a.to(b.dtype), b, atol=10 * tol["atol"], rtol=10 * tol["rtol"]))
-    )
-
-
-def _hint_for(got, candidates, default: str) -> str:
-    """The hint of the first known wrong answer that ``got`` reproduces, else ``default``."""
-    for value, hint in candidates:
-        if value is not None and _close(got, value):
-            return hint
-    return default
-
-
-def _expect_prefix_unchanged(out1, out2, t: int, *, what: str, case: str, hint: str) -> None:
-    """Outputs at positions 0..t must be identical (changes happened after position t)."""
-    diff = (out1[:, : t + 1] - out2[:, : t + 1]).abs().to(torch.float64)
-    if bool((diff > 1e-9).any()):
-        b, p = (diff == diff.max()).nonzero()[0].tolist()[:2]
-        fail(
-            f"Changing {what} after position {t} changed the output at position {p}.",
-            case=case,
-            detail=f"  output[{b}, {p}] before: {fmt_values(out1[b, p])}\n"
-            f"  output[{b}, {p}] after:  {fmt_values(out2[b, p])}   "
-            f"(max abs diff {diff.max().item():.1e})",
-            hint=hint,
-        )
-
-
-def _expect_rows_unchanged(out1, out2, keep: torch.Tensor, *, what: str, case: str, hint: str):
-    """Outputs at the positions where ``keep [B, T]`` is True must be identical."""
-    diff = (out1 - out2).abs().to(torch.float64).amax(dim=-1) * keep
-    if bool((diff > 1e-9).any()):
-        b, p = (diff == diff.max()).nonzero()[0].tolist()
-        fail(
-            f"Changing {what} changed the output at position {p}, which is not padding.",
-            case=case,
-            detail=f"  output[{b}, {p}] before: {fmt_values(out1[b, p])}\n"
-            f"  output[{b}, {p}] after:  {fmt_values(out2[b, p])}   "
-            f"(max abs diff {diff.max().item():.1e})",
-            hint=hint,
-        )
-
-
 def _padding(data, B: int, S: int) -> tuple[torch.Tensor, list[int]]:
     lengths = data.draw(st.lists(st.integers(1, S), min_size=B, max_size=B), label="lengths")
     return padding_from_lengths(lengths, S), lengths
@@ -183,7 +136,7 @@ class TestEncoderLayer:
             expected,
             "EncoderLayer output",
             case=_case(s, dtype, dropout=str(dropout), scale=str(scale)) + f", mask={mask_desc}",
-            hint=_hint_for(got, candidates, hint),
+            hint=hint_for(got, candidates, hint),
         )
 
     @given(s=small, seed=seeds, data=st.data())
@@ -197,7 +150,7 @@ class TestEncoderLayer:
         case = _case(s) + f", padding mask [B, 1, T] with lengths {lengths}"
         out1 = expect_tensor(sub.call(pair.student, x, mask), "output", shape=x.shape, case=case)
         out2 = expect_tensor(sub.call(pair.student, x2, mask), "output", shape=x.shape, case=case)
-        _expect_rows_unchanged(
+        expect_rows_unchanged(
             out1,
             out2,
             keep,
@@ -301,7 +254,7 @@ class TestDecoderLayer:
             expected,
             "DecoderLayer output",
             case=f"{case}, tgt_mask={tgt_desc}, memory_mask={mem_desc}",
-            hint=_hint_for(got, candidates, hint),
+            hint=hint_for(got, candidates, hint),
         )
 
     @given(s=small_cross, seed=seeds, data=st.data())
@@ -320,7 +273,7 @@ class TestDecoderLayer:
         out2 = expect_tensor(
             sub.call(pair.student, x2, memory, tgt_mask), "output", shape=x.shape, case=case
         )
-        _expect_prefix_unchanged(
+        expect_prefix_unchanged(
             out1,
             out2,
             t,
@@ -440,7 +393,7 @@ class TestTransformerBlock:
             expected,
             "TransformerBlock output",
             case=_case(s, dtype, dropout=str(dropout), scale=str(scale)) + f", mask={mask_desc}",
-            hint=_hint_for(got, candidates, hint),
+            hint=hint_for(got, candidates, hint),
         )
 
     @given(s=small, seed=seeds, padded=st.booleans(), data=st.data())
@@ -458,9 +411,7 @@ class TestTransformerBlock:
         case = _case(s) + f", mask={mask_desc}"
         out1 = expect_tensor(sub.call(pair.student, x, mask), "output", shape=x.shape, case=case)
         out2 = expect_tensor(sub.call(pair.student, x2, mask), "output", shape=x.shape, case=case)
-        _expect_prefix_unchanged(
-            out1, out2, t, what="the input", case=case, hint=ALWAYS_CAUSAL_HINT
-        )
+        expect_prefix_unchanged(out1, out2, t, what="the input", case=case, hint=ALWAYS_CAUSAL_HINT)
 
     @settings(max_examples=6)
     @given(s=small, seed=seeds)

@@ -15,13 +15,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llm_grade.compare import (
-    TOLERANCES,
     case_str,
-    dtype_name,
     expect_close,
+    expect_prefix_unchanged,
+    expect_rows_unchanged,
     expect_tensor,
     fail,
     fmt_values,
+    hint_for,
 )
 from llm_grade.oracles.transformer import Transformer as TrustedTransformer
 from llm_grade.outcomes import LearnerError, NotImplementedYet
@@ -103,53 +104,6 @@ SRC_MASK_HINT = (
 widths = sizes(cross=True, max_heads=2).filter(lambda s: s.d_model % 2 == 0)
 n_layers_ = st.integers(1, 2)
 vocabs = st.integers(3, 12)
-
-
-def _close(a, b: torch.Tensor) -> bool:
-    tol = TOLERANCES.get(dtype_name(b.dtype), TOLERANCES["float32"])
-    return (
-        type(a) is torch.Tensor
-        and a.shape == b.shape
-        and bool(torch.allclose(a.to(b.dtype), b, atol=10 * tol["atol"], rtol=10 * tol["rtol"]))
-    )
-
-
-def _hint_for(got, candidates, default: str) -> str:
-    """The hint of the first known wrong answer that ``got`` reproduces, else ``default``."""
-    for value, hint in candidates:
-        if value is not None and _close(got, value):
-            return hint
-    return default
-
-
-def _expect_prefix_unchanged(out1, out2, t: int, *, what: str, case: str, hint: str) -> None:
-    """Outputs at positions 0..t must be identical (changes happened after position t)."""
-    diff = (out1[:, : t + 1] - out2[:, : t + 1]).abs().to(torch.float64)
-    if bool((diff > 1e-9).any()):
-        b, p = (diff == diff.max()).nonzero()[0].tolist()[:2]
-        fail(
-            f"Changing {what} after position {t} changed the output at position {p}.",
-            case=case,
-            detail=f"  output[{b}, {p}] before: {fmt_values(out1[b, p])}\n"
-            f"  output[{b}, {p}] after:  {fmt_values(out2[b, p])}   "
-            f"(max abs diff {diff.max().item():.1e})",
-            hint=hint,
-        )
-
-
-def _expect_rows_unchanged(out1, out2, keep: torch.Tensor, *, what: str, case: str, hint: str):
-    """Outputs at the positions where ``keep [B, T]`` is True must be identical."""
-    diff = (out1 - out2).abs().to(torch.float64).amax(dim=-1) * keep
-    if bool((diff > 1e-9).any()):
-        b, p = (diff == diff.max()).nonzero()[0].tolist()
-        fail(
-            f"Changing {what} changed the output at position {p}, which is not padding.",
-            case=case,
-            detail=f"  output[{b}, {p}] before: {fmt_values(out1[b, p])}\n"
-            f"  output[{b}, {p}] after:  {fmt_values(out2[b, p])}   "
-            f"(max abs diff {diff.max().item():.1e})",
-            hint=hint,
-        )
 
 
 def _change_tokens(tokens: torch.Tensor, where: torch.Tensor, vocab: int, seed: int):
@@ -262,7 +216,7 @@ class TestEncoder:
             "Encoder output",
             case=_stack_case(s, n_layers, dtype, dropout=str(dropout), scale=str(scale))
             + f", mask={mask_desc}",
-            hint=_hint_for(got, candidates, hint),
+            hint=hint_for(got, candidates, hint),
         )
 
     @given(s=sizes(max_heads=2), n_layers=st.integers(2, 3), seed=seeds)
@@ -282,7 +236,7 @@ class TestEncoder:
         case = _stack_case(s, n_layers) + f", padding mask [B, 1, T] with lengths {lengths}"
         out1 = expect_tensor(sub.call(pair.student, x, mask), "output", shape=x.shape, case=case)
         out2 = expect_tensor(sub.call(pair.student, x2, mask), "output", shape=x.shape, case=case)
-        _expect_rows_unchanged(
+        expect_rows_unchanged(
             out1,
             out2,
             keep,
@@ -356,7 +310,7 @@ class TestDecoder:
             r(x, memory, tgt_mask, memory_mask),
             "Decoder output",
             case=f"{case}, tgt_mask={tgt_desc}, memory_mask={mem_desc}",
-            hint=_hint_for(got, candidates, hint),
+            hint=hint_for(got, candidates, hint),
         )
 
     @given(s=sizes(max_heads=2), n_layers=st.integers(2, 3), seed=seeds)
@@ -483,7 +437,7 @@ class TestTransformer:
             states,
             "decode(tgt, memory, tgt_mask, memory_mask)",
             case=case,
-            hint=_hint_for(got, candidates, DECODE_HINT + eval_hint),
+            hint=hint_for(got, candidates, DECODE_HINT + eval_hint),
         )
         got = sub.call(pair.student, src, tgt, src_mask, tgt_mask)
         candidates = [(no_memory_mask, MEMORY_MASK_HINT)] if src_mask is not None else []
@@ -492,7 +446,7 @@ class TestTransformer:
             logits,
             "forward(src, tgt, src_mask, tgt_mask)",
             case=case,
-            hint=_hint_for(got, candidates, MEMORY_MASK_HINT + eval_hint),
+            hint=hint_for(got, candidates, MEMORY_MASK_HINT + eval_hint),
         )
 
     @given(m=seq2seq(), seed=seeds, tgt_padded=st.booleans(), data=st.data())
@@ -520,7 +474,7 @@ class TestTransformer:
                 )
                 for y in (tgt, tgt2)
             ]
-            _expect_prefix_unchanged(
+            expect_prefix_unchanged(
                 *outs,
                 t,
                 what=f"target tokens (in {what})",
@@ -676,7 +630,7 @@ class TestGPT:
             expected,
             "GPT logits",
             case=case,
-            hint=_hint_for(got, candidates, GPT_HINT + (EVAL_DROPOUT_HINT if dropout else "")),
+            hint=hint_for(got, candidates, GPT_HINT + (EVAL_DROPOUT_HINT if dropout else "")),
         )
 
     @given(m=gpts(), seed=seeds, padded=st.booleans(), data=st.data())
@@ -694,7 +648,7 @@ class TestGPT:
             expect_tensor(sub.call(pair.student, x, mask), "logits", case=case)
             for x in (tokens, tokens2)
         ]
-        _expect_prefix_unchanged(
+        expect_prefix_unchanged(
             *outs,
             t,
             what="tokens",
@@ -720,7 +674,7 @@ class TestGPT:
             expect_tensor(sub.call(pair.student, x, mask), "logits", case=case)
             for x in (tokens, tokens2)
         ]
-        _expect_rows_unchanged(
+        expect_rows_unchanged(
             *outs,
             keep,
             what="tokens at padded positions",

@@ -189,3 +189,54 @@ def _diff_slice(
 def fail(message: str, *, case: str = "", hint: str = "", detail: str = "") -> None:
     """Raise a :class:`CheckFailure` (for properties that are not a plain comparison)."""
     raise CheckFailure(message, counterexample="\n".join(x for x in (case, detail) if x), hint=hint)
+
+
+# ---------------------------------------------------------------- shared by composite graders
+
+
+def loosely_close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """``a`` is a tensor like ``b`` and within ten times the tolerance of it."""
+    tol = TOLERANCES.get(dtype_name(b.dtype), TOLERANCES["float32"])
+    return (
+        type(a) is torch.Tensor
+        and a.shape == b.shape
+        and bool(torch.allclose(a.to(b.dtype), b, atol=10 * tol["atol"], rtol=10 * tol["rtol"]))
+    )
+
+
+def hint_for(got, candidates, default: str) -> str:
+    """The hint of the first known wrong answer that ``got`` reproduces, else ``default``."""
+    for value, hint in candidates:
+        if value is not None and loosely_close(got, value):
+            return hint
+    return default
+
+
+def expect_prefix_unchanged(out1, out2, t: int, *, what: str, case: str, hint: str) -> None:
+    """Outputs at positions 0..t must be identical (changes happened after position t)."""
+    diff = (out1[:, : t + 1] - out2[:, : t + 1]).abs().to(torch.float64)
+    if bool((diff > 1e-9).any()):
+        b, p = (diff == diff.max()).nonzero()[0].tolist()[:2]
+        fail(
+            f"Changing {what} after position {t} changed the output at position {p}.",
+            case=case,
+            detail=f"  output[{b}, {p}] before: {fmt_values(out1[b, p])}\n"
+            f"  output[{b}, {p}] after:  {fmt_values(out2[b, p])}   "
+            f"(max abs diff {diff.max().item():.1e})",
+            hint=hint,
+        )
+
+
+def expect_rows_unchanged(out1, out2, keep: torch.Tensor, *, what: str, case: str, hint: str):
+    """Outputs at the positions where ``keep [B, T]`` is True must be identical."""
+    diff = (out1 - out2).abs().to(torch.float64).amax(dim=-1) * keep
+    if bool((diff > 1e-9).any()):
+        b, p = (diff == diff.max()).nonzero()[0].tolist()
+        fail(
+            f"Changing {what} changed the output at position {p}, which is not padding.",
+            case=case,
+            detail=f"  output[{b}, {p}] before: {fmt_values(out1[b, p])}\n"
+            f"  output[{b}, {p}] after:  {fmt_values(out2[b, p])}   "
+            f"(max abs diff {diff.max().item():.1e})",
+            hint=hint,
+        )
