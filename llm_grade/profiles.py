@@ -36,3 +36,9 @@ def load_profile(config, max_examples: int) -> None:
     register(max_examples)
     chosen = config.getoption("hypothesis_profile", default=None)
     settings.load_profile(chosen or GRADING)
+    if config.getoption("hypothesis_seed", default=None) is None:
+        # --hypothesis-seed sets a process-wide seed that would outlive its run: a later
+        # grading in the same process (tests, a notebook) must be derandomized again
+        from hypothesis import core
+
+        core.global_force_seed = None

@@ -108,6 +108,13 @@ def test_a_forbidden_call_hidden_from_the_source_scan_is_caught_at_run_time(refe
 def test_same_submission_same_score_every_run(tmp_path: Path):
     buggy = REFERENCE.parent / "examples" / "buggy"
     first = grade(buggy, out=tmp_path / "a", quiet=True)
+    # an exploring run in between must not leak its seed into the next grading
+    grade(
+        buggy,
+        quiet=True,
+        select="softmax",
+        extra=["--hypothesis-profile=llm-grade-dev", "--hypothesis-seed=3"],
+    )
     second = grade(buggy, out=tmp_path / "b", quiet=True)
     assert first.score == second.score < first.max_score
 
