@@ -81,6 +81,25 @@ def bubblewrap() -> str | None:
     return path if probe.returncode == 0 else None
 
 
+def _runtime_paths_under(top: str) -> list[str]:
+    """Folders under ``top`` that the worker's Python needs: its prefixes and import path."""
+    candidates = {
+        sys.prefix,
+        sys.exec_prefix,
+        sys.base_prefix,
+        os.path.dirname(os.path.realpath(sys.executable)),
+        str(Path(__file__).resolve().parent.parent),
+    }
+    candidates.update(p for p in sys.path if p)
+    found = sorted(os.path.realpath(p) for p in candidates if os.path.isdir(p))
+    kept: list[str] = []
+    for path in found:
+        inside = path == top or path.startswith(top.rstrip("/") + "/")
+        if inside and path != top and not any(path.startswith(k + "/") for k in kept):
+            kept.append(path)
+    return kept
+
+
 def _tree(pid: int) -> list[int]:
     """``pid`` and all its descendants (from /proc)."""
     out, todo = [], [pid]
@@ -190,7 +209,11 @@ class WorkerTransport:
             "--die-with-parent",
             "--new-session",
         ]
-        for mask in self.masks:
+        # the private /tmp hides everything under the real /tmp: bind back (read-only) what the
+        # worker needs to run when it lives there (a virtual environment, an editable install)
+        for path in _runtime_paths_under("/tmp"):
+            cmd += ["--ro-bind", path, path]
+        for mask in self.masks:  # after the binds, so a bound-back folder is masked too
             cmd += ["--tmpfs", str(mask)]
         cmd += ["--ro-bind", str(self.root), "/tmp/submission", "--chdir", "/tmp"]
         return cmd + python + ["--submission", "/tmp/submission"], "/"
