@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from llm_grade.compare import TOLERANCES, case_str, expect_close, expect_tensor, fail, fmt_values
@@ -420,6 +420,15 @@ bad_positional_args = st.sampled_from(
 class TestSinusoidalPositionalEncoding:
     component = "SinusoidalPositionalEncoding"
 
+    # always try the mixed case: a float64 module must still return float32 for float32 x
+    @example(
+        setup=(2, 3, 4, 8),
+        seed=0,
+        x_dtype=torch.float32,
+        module_dtype=torch.float64,
+        scale=1.0,
+        dropout=0.0,
+    )
     @given(
         setup=positions_setup(),
         seed=seeds,
@@ -461,6 +470,14 @@ class TestSinusoidalPositionalEncoding:
 class TestLearnedPositionalEmbedding:
     component = "LearnedPositionalEmbedding"
 
+    @example(
+        setup=(2, 3, 4, 8),
+        seed=0,
+        x_dtype=torch.float32,
+        module_dtype=torch.float64,
+        scale=1.0,
+        dropout=0.0,
+    )
     @given(
         setup=positions_setup(max_len_default=9),
         seed=seeds,
