@@ -15,10 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .components import COMPONENTS, module_of
+from .components import module_of
 from .outcomes import CheckFailure, StateDictReport
-
-FUNCTIONS = tuple(name for name in COMPONENTS if name[0].islower())
 
 
 def reference_of(ref_pkg, component: str):
