@@ -317,7 +317,9 @@ def _positional_kwargs(component: str, d_model: int, max_len, dropout: float) ->
 
 def _positional_pair(sub, ref, component, *, dtype, seed, train=False, **kwargs):
     try:
-        return build_pair(sub, ref, component, dtype=dtype, seed=seed, train=train, **kwargs)
+        pair = build_pair(sub, ref, component, dtype=dtype, seed=seed, train=train, **kwargs)
+        sub.flush()  # the build is queued: its state_dict check happens here
+        return pair
     except CheckFailure as exc:
         if "`pe`" in exc.message:
             fail(

@@ -28,6 +28,7 @@ from .components import module_of
 from .forbidden import RuntimeGuard, Violation
 
 CALL_SEED = 1234  # every call starts from the same RNG state: dropout masks are reproducible
+GRADER_IDS = 1 << 40  # object ids from here on are chosen by the grader (deferred builds)
 _package_ids = itertools.count()
 
 
@@ -177,7 +178,7 @@ class Executor:
         component = request.get("component", "")
         try:
             value = getattr(self, f"op_{op}")(**request.get("args", {}))
-        except _ImportFailed as exc:
+        except (_ImportFailed, _StateDictMismatch) as exc:
             return {"ok": False, "error": exc.record}
         except BaseException as exc:  # noqa: BLE001 - learner code may raise anything
             if isinstance(exc, KeyboardInterrupt):
@@ -198,10 +199,32 @@ class Executor:
             return {k: self._resolve(v) for k, v in value.items()}
         return value
 
-    def _store(self, obj: Any, component: str) -> Ref:
-        id_ = next(self._ids)
+    def _store(self, obj: Any, component: str, id_: int | None = None) -> Ref:
+        if id_ is None:
+            id_ = next(self._ids)
+        elif id_ in self.objects or id_ < GRADER_IDS:
+            raise ValueError(f"object id {id_} is taken")  # an engine bug, never the learner's
         self.objects[id_] = obj
         return Ref.to(id_, component)
+
+    def op_batch(self, requests: list[dict]) -> dict:
+        """Answer several requests in order, in one round trip; stop at the first error.
+
+        Returns ``{"values": [...], "failed": None}`` or, when request ``i`` failed,
+        ``{"values": values before i, "failed": i, "error": its error record}``.
+        """
+        values: list[Any] = []
+        for i, request in enumerate(requests):
+            reply = self.handle(request)
+            if not reply["ok"]:
+                return {"values": values, "failed": i, "error": reply["error"]}
+            values.append(reply["value"])
+        return {"values": values, "failed": None}
+
+    def op_release(self, refs: list[int]) -> None:
+        """Forget objects the grader no longer needs (the end of a Hypothesis example)."""
+        for id_ in refs:
+            self.objects.pop(id_, None)
 
     def op_preload(self, module: str) -> None:
         """Import ``module`` now, so a module that kills the process at import time is found
@@ -211,7 +234,7 @@ class Executor:
         except _ImportFailed:
             pass
 
-    def op_build(self, component: str, args: list, kwargs: dict) -> Ref:
+    def op_build(self, component: str, args: list, kwargs: dict, ref_id: int | None = None) -> Ref:
         cls = self._lookup(component)
         torch.default_generator.manual_seed(0)  # parameter initialisation is reproducible
         with self.guard.active(), self._swapped_oracles():
@@ -221,7 +244,7 @@ class Executor:
                 f"{component}(...) built a {type(obj).__name__}, not an nn.Module; "
                 f"does the class inherit from nn.Module?"
             )
-        return self._store(obj, component)
+        return self._store(obj, component, ref_id)
 
     def op_call(
         self,
@@ -279,16 +302,28 @@ class Executor:
         train: bool,
         state_dict: dict,
         oracle: bool = False,
+        ref_id: int | None = None,
+        require_match: bool = False,
     ) -> dict:
         """Build (the learner's or the oracle's) ``component``, set dtype and mode, and load
-        ``state_dict`` when its keys and shapes match: one round trip instead of three."""
-        ref = (
-            self.op_oracle(component, args, kwargs)
-            if oracle
-            else self.op_build(component, args, kwargs)
-        )
+        ``state_dict`` when its keys and shapes match: one round trip instead of three.
+
+        The weights are about to be overwritten, so torch.nn's own initialisation of the
+        layers is skipped while the module is built (the learner's ``__init__`` still runs).
+        With ``require_match`` a key or shape mismatch is an error record (``"state_dict"``).
+        """
+        with no_torch_init():
+            ref = (
+                self.op_oracle(component, args, kwargs, ref_id=ref_id)
+                if oracle
+                else self.op_build(component, args, kwargs, ref_id=ref_id)
+            )
         self.op_configure(ref, train=train, dtype=dtype)
-        return {"ref": ref, "report": self.op_load_state_dict(ref, state_dict)}
+        report = self.op_load_state_dict(ref, state_dict)
+        if require_match and any(report.values()):
+            self.objects.pop(ref["ref"], None)
+            raise _StateDictMismatch({"kind": "state_dict", "component": component, **report})
+        return {"ref": ref, "report": report}
 
     def op_inject_oracle(
         self,
@@ -300,9 +335,28 @@ class Executor:
         train: bool,
         state_dict: dict,
     ) -> None:
-        """Replace sub-module ``path`` by an oracle ``component`` with these weights."""
+        """Make sub-module ``path`` a trusted oracle ``component(**kwargs)`` with these weights.
+
+        Usually it is one already: while a composite is graded, the learner's code builds the
+        oracle classes in place of its own (see :meth:`op_use_oracles`), and the composite's
+        state_dict has loaded the same weights. Then nothing is rebuilt.
+        """
+        owner = self._obj(target)
+        cls = getattr(_oracle_module(component), component)
+        try:
+            child = owner.get_submodule(path)
+        except AttributeError:
+            child = None
+        if (
+            type(child) is cls
+            and getattr(child, "init_args", None) == cls.bind_init(**kwargs)
+            and _same_tensors(child.state_dict(), state_dict)
+            and all(m.training == train for m in child.modules())
+        ):
+            return
         built = self.op_build_loaded(component, [], kwargs, dtype, train, state_dict, oracle=True)
         self.op_inject(target, path, built["ref"])
+        self.objects.pop(built["ref"]["ref"], None)  # the parent module keeps it alive
 
     def op_state_dict(self, target: dict) -> dict:
         return {k: v.detach().clone() for k, v in self._obj(target).state_dict().items()}
@@ -321,7 +375,11 @@ class Executor:
         }
         if not any(report.values()):
             with self.guard.active(), torch.no_grad():
-                obj.load_state_dict(state_dict, strict=True)
+                if _plain_loading(obj):  # what load_state_dict(strict=True) does, less the walk
+                    for key, tensor in own.items():
+                        tensor.copy_(state_dict[key])
+                else:
+                    obj.load_state_dict(state_dict, strict=True)
         return report
 
     def op_configure(
@@ -350,10 +408,10 @@ class Executor:
 
         return self._store(getattr(specimens, name)(**kwargs), name)
 
-    def op_oracle(self, component: str, args: list, kwargs: dict) -> Ref:
+    def op_oracle(self, component: str, args: list, kwargs: dict, ref_id: int | None = None) -> Ref:
         """Build a trusted sub-component from :mod:`llm_grade.oracles` (torch.nn code)."""
         cls = getattr(_oracle_module(component), component)
-        return self._store(cls(*self._resolve(args), **self._resolve(kwargs)), component)
+        return self._store(cls(*self._resolve(args), **self._resolve(kwargs)), component, ref_id)
 
     def op_use_oracles(self, names: list[str]) -> None:
         """Credit isolation: while later requests run, the learner's graded functions and
@@ -400,10 +458,74 @@ def _oracle_module(component: str):
     return importlib.import_module(f"{__package__}.oracles.{module_of(component)}")
 
 
+def _plain_loading(module: nn.Module) -> bool:
+    """True when no module in the tree customises how its state_dict is made or loaded (own
+    methods or hooks): copying into ``state_dict()``'s tensors is then what
+    ``load_state_dict(strict=True)`` does, without its slower walk."""
+    base = nn.Module
+    for m in module.modules():
+        cls = type(m)
+        if (
+            cls._load_from_state_dict is not base._load_from_state_dict
+            or cls._save_to_state_dict is not base._save_to_state_dict
+            or cls.state_dict is not base.state_dict
+            or cls.load_state_dict is not base.load_state_dict
+            or m._load_state_dict_pre_hooks
+            or m._load_state_dict_post_hooks
+            or m._state_dict_hooks
+            or m._state_dict_pre_hooks
+        ):
+            return False
+    return True
+
+
+def _same_tensors(own: dict, wanted: dict) -> bool:
+    """Same keys, and each tensor equal in dtype, shape and values."""
+    if own.keys() != wanted.keys():
+        return False
+    for key, value in wanted.items():
+        mine = own[key]
+        if mine.dtype != value.dtype or mine.shape != value.shape or not torch.equal(mine, value):
+            return False
+    return True
+
+
+_TORCH_INIT = (
+    (nn.Linear, "reset_parameters"),
+    (nn.Embedding, "reset_parameters"),
+    (nn.LayerNorm, "reset_parameters"),
+    (nn.MultiheadAttention, "_reset_parameters"),
+)
+
+
+def _skip_init(self: nn.Module) -> None:
+    """Stand-in for torch.nn's weight initialisation when the weights are loaded next."""
+
+
+@contextmanager
+def no_torch_init() -> Iterator[None]:
+    """Skip torch.nn's random initialisation of its layers (about a third of the time to build
+    a small Transformer) while a module whose weights are loaded right after is built."""
+    saved = [(cls, name, cls.__dict__[name]) for cls, name in _TORCH_INIT]
+    for cls, name, _ in saved:
+        setattr(cls, name, _skip_init)
+    try:
+        yield
+    finally:
+        for cls, name, original in saved:
+            setattr(cls, name, original)
+
+
+class _StateDictMismatch(Exception):
+    def __init__(self, record: dict):
+        super().__init__("state_dict keys or shapes differ")
+        self.record = record
+
+
 class _ImportFailed(Exception):
     def __init__(self, record: dict):
         super().__init__(record.get("message", "import failed"))
         self.record = record
 
 
-__all__ = ["Executor", "Ref", "CALL_SEED", "learner_traceback"]
+__all__ = ["no_torch_init", "Executor", "Ref", "CALL_SEED", "learner_traceback"]

@@ -27,7 +27,6 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from . import wire
 from .worker import write_frame
 
 
@@ -303,6 +302,7 @@ class WorkerTransport:
                         "args": {"module": module},
                     },
                     f"importing {module}.py",
+                    self.limits.call_timeout_s,
                 )
             except WorkerDied as exc:
                 self.broken_modules[module] = exc.record
@@ -384,8 +384,10 @@ class WorkerTransport:
             self._check_tree(doing)
         frame = self._read_frame(deadline, doing)
         try:
+            from . import wire  # imports torch: not before the worker is spawned
+
             return wire.decode(frame, max_bytes=self.limits.reply_mb * 2**20)
-        except wire.WireError as exc:
+        except ValueError as exc:  # wire.WireError
             self.kill()
             raise WorkerDied(
                 {
@@ -461,16 +463,24 @@ class WorkerTransport:
             remaining -= len(chunk)
         return b"".join(chunks)
 
-    def _roundtrip(self, request: dict, doing: str) -> dict:
+    def _roundtrip(self, request: dict, doing: str, timeout: float) -> dict:
+        self._send(request, doing)
+        return self._answer(doing, time.monotonic() + timeout)
+
+    def _send(self, request: dict, doing: str) -> None:
+        from . import wire  # imports torch: not before the worker is spawned
+
         self._seq += 1
-        request = {**request, "id": self._seq}
         try:
-            write_frame(self._req, wire.encode(request))
+            write_frame(self._req, wire.encode({**request, "id": self._seq}))
         except OSError:
             record = self._death(doing)
             self.kill()
             raise WorkerDied(record) from None
-        reply = self._receive(self.limits.call_timeout_s, doing)
+
+    def _answer(self, doing: str, deadline: float) -> dict:
+        """The reply to the request sent last, waiting until ``deadline`` at most."""
+        reply = self._receive(max(deadline - time.monotonic(), 0.01), doing)
         self._check_tree(doing)  # processes left running after a reply count too
         if not isinstance(reply, dict) or reply.get("id") != self._seq or "ok" not in reply:
             # out of step: something else wrote to the reply pipe
@@ -485,18 +495,22 @@ class WorkerTransport:
         return reply
 
     def __call__(self, request: dict) -> dict:
+        """Send ``request`` and wait for the reply (an error record if the worker failed)."""
         from .components import COMPONENTS
 
         if self._handshake_pending:
             self._handshake()
-        module = COMPONENTS.get(request.get("component", ""))
-        if module in self.broken_modules:
-            return {"ok": False, "error": self.broken_modules[module]}
+        parts = request["args"]["requests"] if request["op"] == "batch" else [request]
+        for part in parts:
+            module = COMPONENTS.get(part.get("component", ""))
+            if module in self.broken_modules:
+                return {"ok": False, "error": self.broken_modules[module]}
         if self.proc is None:
             self.start()
         doing = f"running {request.get('call') or request['op']}"
         try:
-            reply = self._roundtrip(request, doing)
+            # a batch (see Submission._batch) may hold several calls into learner code
+            reply = self._roundtrip(request, doing, self.limits.call_timeout_s * len(parts))
         except WorkerDied as exc:
             return {"ok": False, "error": exc.record}
         if not isinstance(reply, dict) or "ok" not in reply:
@@ -510,3 +524,25 @@ class WorkerTransport:
                 },
             }
         return reply
+
+
+def start_worker(
+    root: str | Path,
+    *,
+    forbidden: dict[str, list[str]] | None = None,
+    limits: dict[str, float] | None = None,
+    masks: list[Path] = (),
+    sandbox: str = "auto",
+) -> WorkerTransport:
+    """Spawn the sandboxed worker for ``root`` now and return its transport; the first request
+    waits for it to be ready. Importing this module does not import torch, so a grader can
+    start its worker first and import torch meanwhile, on the other core."""
+    transport = WorkerTransport(
+        Path(root).resolve(),
+        forbidden or {},
+        Limits.from_mapping(limits or {}),
+        masks=list(masks),
+        sandbox=sandbox,
+    )
+    transport.start_soon()
+    return transport

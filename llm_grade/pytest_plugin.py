@@ -11,6 +11,7 @@ does nothing until ``graders/conftest.py`` activates a :class:`GradingSession`.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import platform
 import sys
@@ -92,19 +93,13 @@ class GradingSession:
     """State of one grading run: rubric, submission handle, results."""
 
     def __init__(self, config: pytest.Config, graders_dir: Path):
-        import torch
-
-        from .compare import TOLERANCES
         from .paths import bundled
         from .rubric import load_rubric
 
-        # graders use tiny tensors: one thread is fastest, and several OpenMP threads on a
-        # busy machine (or beside a worker process) spin-wait for each other
-        torch.set_num_threads(1)
+        self.started = time.perf_counter()
         self.config = config
         self.graders_dir = graders_dir
         self.rubric = load_rubric(Path(option(config, "rubric", graders_dir / "rubric.toml")))
-        TOLERANCES.update(self.rubric.tolerance)
         self.submission_path = Path(option(config, "submission", bundled("stubs"))).resolve()
         self.isolation = option(config, "isolation", "none")
         self.learner_view = option(config, "grade_view", "learner") != "instructor"
@@ -112,8 +107,36 @@ class GradingSession:
         self.results: dict[str, CheckResult] = {}
         self.static_violations = []
         self._handle = None
-        self.started = time.perf_counter()
+        self._transport = None
         self.result: GradeResult | None = None
+        if self.isolation == "process" and self.submission_path.is_dir() and _will_run(config):
+            # the worker imports torch while this process does (two cores, half the wait)
+            from .isolation import start_worker
+
+            self._transport = start_worker(
+                self.submission_path,
+                forbidden=self.rubric.forbidden,
+                limits=self.rubric.limits,
+                masks=self.masks(),
+            )
+
+        import torch
+
+        from .compare import TOLERANCES
+
+        # graders use tiny tensors: one thread is fastest, and several OpenMP threads on a
+        # busy machine (or beside a worker process) spin-wait for each other
+        torch.set_num_threads(1)
+        TOLERANCES.update(self.rubric.tolerance)
+
+    def masks(self) -> list[Path]:
+        """Folders learner code must not see: the reference, the graders, the output."""
+        from .paths import bundled
+
+        masks = [bundled("reference"), self.graders_dir, bundled("graders")]
+        if self.out_dir:
+            masks.append(Path(self.out_dir))
+        return masks
 
     # -------------------------------------------------------------- fixtures' backing
 
@@ -123,18 +146,15 @@ class GradingSession:
             from .submission import open_submission
 
             self.static_violations = scan_submission(self.submission_path, self.rubric.forbidden)
-            from .paths import bundled
-
-            masks = [bundled("reference"), self.graders_dir, bundled("graders")]
-            if self.out_dir:
-                masks.append(Path(self.out_dir))
             self._handle = open_submission(
                 self.submission_path,
                 isolation=self.isolation,
                 forbidden=self.rubric.forbidden,
                 limits=self.rubric.limits,
-                masks=masks,
+                masks=self.masks(),
+                transport=self._transport,
             )
+            self._transport = None
         return self._handle
 
     def reference(self):
@@ -280,6 +300,22 @@ class GradingSession:
             report.outcome = "failed"
             report.longrepr = format_check(result, learner_view=self.learner_view)
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function):
+        """A test's queued requests are sent (and their errors raised) before it counts as
+        passed; a Hypothesis example's before the example does (see :func:`_per_example`)."""
+        hypothesis = getattr(pyfuncitem.obj, "hypothesis", None)
+        if hypothesis is not None and not getattr(hypothesis.inner_test, "_llm_grade", False):
+            hypothesis.inner_test = _per_example(hypothesis.inner_test)
+        try:
+            result = yield
+            if self._handle is not None:
+                self._handle.flush()
+        finally:
+            if self._handle is not None:
+                self._handle.end_example()
+        return result
+
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         from .components import COMPONENTS
 
@@ -308,6 +344,11 @@ class GradingSession:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+        if self._transport is not None:  # started, never used (nothing was selected)
+            self._transport.close()
+            self._transport = None
+        if self in _CURRENT:
+            _CURRENT.remove(self)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         from .feedback import format_summary
@@ -331,6 +372,40 @@ class GradingSession:
             terminalreporter.write_line(f"(sandbox: {self.result.isolation['sandbox']})")
 
 
+def _will_run(config: pytest.Config) -> bool:
+    """False for runs that only list or explain (``--collect-only``, ``--fixtures``...)."""
+    return not any(
+        config.getoption(name, False)
+        for name in ("collectonly", "showfixtures", "show_fixtures_per_test", "help", "version")
+    )
+
+
+_CURRENT: list[GradingSession] = []  # the grading run in progress in this process
+
+
+def _per_example(inner):
+    from .toolkit import return_references
+
+    """Wrap a Hypothesis test's inner function: an example passes only once the requests it
+    queued have been answered without error, and the objects it built are released after."""
+
+    @functools.wraps(inner)
+    def example(*args: Any, **kwargs: Any) -> Any:
+        handle = _CURRENT[-1]._handle if _CURRENT else None
+        if handle is None:
+            return inner(*args, **kwargs)
+        try:
+            result = inner(*args, **kwargs)
+            handle.flush()
+            return result
+        finally:
+            handle.end_example()
+            return_references()
+
+    example._llm_grade = True
+    return example
+
+
 def _unwrap(exc: BaseException) -> BaseException:
     """Hypothesis may wrap the failure in an ExceptionGroup; return the first real one."""
     while isinstance(getattr(exc, "exceptions", None), tuple) and exc.exceptions:
@@ -350,6 +425,7 @@ def activate(config: pytest.Config, graders_dir: Path) -> GradingSession:
 
     session = GradingSession(config, graders_dir)
     config.stash[_SESSION_KEY] = session
+    _CURRENT.append(session)
     config.pluginmanager.register(session, "llm-grade-session")
     load_profile(config, session.rubric.max_examples)
     return session

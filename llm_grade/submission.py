@@ -9,13 +9,16 @@ transport's business: in-process (``isolation="none"``) or a sandboxed worker pr
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .executor import GRADER_IDS
 from .outcomes import (
+    CheckFailure,
     ForbiddenCall,
     LearnerError,
     MissingComponent,
@@ -77,6 +80,11 @@ class Submission:
         self.labels: dict[int, str] = {}
         self._oracles: list[str] | None = None
         self.description: dict[str, Any] = {"mode": isolation}
+        # requests whose answer the grader does not need right away wait here and travel with
+        # the next request that needs one (one round trip instead of several)
+        self._queue: list[tuple[dict, str, str]] = []
+        self._made: list[int] = []  # objects built in the current Hypothesis example
+        self._ids = itertools.count(GRADER_IDS)
 
     def describe(self) -> dict[str, Any]:
         """How learner code ran (mode, sandbox, limits), for results.json and reports."""
@@ -85,10 +93,56 @@ class Submission:
     # ----------------------------------------------------------------- plumbing
 
     def _request(self, op: str, component: str, call: str, /, **args: Any) -> Any:
-        reply = self._transport({"op": op, "component": component, "call": call, "args": args})
-        if reply["ok"]:
-            return reply["value"]
-        raise self._outcome(reply["error"], component, call)
+        request = {"op": op, "component": component, "call": call, "args": args}
+        if not self._queue:
+            reply = self._transport(request)
+            if reply["ok"]:
+                return reply["value"]
+            raise self._outcome(reply["error"], component, call)
+        queued, self._queue = [*self._queue, (request, component, call)], []
+        return self._batch_value(queued, self._transport(self._batch(queued)))
+
+    @staticmethod
+    def _batch(queued: list[tuple[dict, str, str]]) -> dict:
+        calls = list(dict.fromkeys(c for _, _, c in queued if c))
+        return {
+            "op": "batch",
+            "component": queued[-1][1],
+            "call": "; ".join(calls[-3:]),
+            "args": {"requests": [r for r, _, _ in queued]},
+        }
+
+    def _batch_value(self, queued: list[tuple[dict, str, str]], reply: dict) -> Any:
+        """The last request's value, or the first error raised as the outcome of the request
+        that caused it."""
+        if not reply["ok"]:  # the worker itself failed (timeout, crash, limit)
+            batch = self._batch(queued)
+            raise self._outcome(reply["error"], batch["component"], batch["call"])
+        value = reply["value"]
+        failed = value.get("failed") if isinstance(value, dict) else None
+        if failed is not None:
+            _, component, call = queued[failed]
+            raise self._outcome(value["error"], component, call)
+        return value["values"][-1]
+
+    def _defer(self, op: str, component: str, call: str, /, **args: Any) -> None:
+        """Queue a request whose answer is only "done" (errors surface at the next flush)."""
+        request = {"op": op, "component": component, "call": call, "args": args}
+        self._queue.append((request, component, call))
+
+    def flush(self) -> None:
+        """Send queued requests now and wait; raise the first error among them."""
+        if self._queue:
+            queued, self._queue = self._queue, []
+            self._batch_value(queued, self._transport(self._batch(queued)))
+
+    def end_example(self) -> None:
+        """A Hypothesis example ended: drop what it left queued (it raised before its requests
+        were needed) and forget the objects it built (that request goes with the next one)."""
+        self._queue = [q for q in self._queue if q[0]["op"] in ("release", "use_oracles")]
+        if self._made:
+            self._defer("release", "", "", refs=self._made)
+            self._made = []
 
     @staticmethod
     def _outcome(error: dict, component: str, call: str) -> BaseException:
@@ -106,6 +160,14 @@ class Submission:
                 error["exc_type"],
                 error["message"],
                 error.get("traceback", ""),
+            )
+        if kind == "state_dict":
+            from .toolkit import STATE_DICT_HINT, state_dict_message
+
+            report = _report(error)
+            return CheckFailure(
+                state_dict_message(error.get("component") or component, report),
+                hint=STATE_DICT_HINT,
             )
         if kind in ("timeout", "limit", "worker", "protocol"):  # see isolation.py
             return WorkerFailure(component, call, kind, error.get("message", "the worker failed"))
@@ -131,6 +193,7 @@ class Submission:
             "build", component, call, component=component, args=list(args), kwargs=kwargs
         )
         self.labels[ref["ref"]] = call
+        self._made.append(ref["ref"])
         return ref
 
     def call(
@@ -198,10 +261,13 @@ class Submission:
         dtype: torch.dtype,
         train: bool,
         state_dict: dict[str, torch.Tensor],
-    ) -> tuple[dict, StateDictReport]:
-        """:meth:`build`, :meth:`configure` and :meth:`load_state_dict` in one request."""
+    ) -> dict:
+        """:meth:`build`, :meth:`configure` and :meth:`load_state_dict` (strict) in one request,
+        which waits for the next request that needs an answer. A learner's module whose keys or
+        shapes differ from ``state_dict`` raises :class:`CheckFailure` then (saying which)."""
         call = describe_call(component, (), kwargs)
-        out = self._request(
+        ref_id = next(self._ids)
+        self._defer(
             "build_loaded",
             component,
             call,
@@ -211,9 +277,12 @@ class Submission:
             dtype=_dtype_name(dtype),
             train=train,
             state_dict=state_dict,
+            ref_id=ref_id,
+            require_match=True,
         )
-        self.labels[out["ref"]["ref"]] = call
-        return out["ref"], _report(out["report"])
+        self._made.append(ref_id)
+        self.labels[ref_id] = call
+        return {"ref": ref_id, "component": component}
 
     def inject_oracle(
         self,
@@ -227,8 +296,8 @@ class Submission:
         state_dict: dict[str, torch.Tensor],
     ) -> None:
         """Replace sub-module ``path`` of ``target`` by a trusted ``component`` (see
-        :meth:`oracle`) built with ``kwargs`` and loaded with ``state_dict``."""
-        self._request(
+        :meth:`oracle`) built with ``kwargs`` and loaded with ``state_dict`` (deferred)."""
+        self._defer(
             "inject_oracle",
             target["component"],
             f"replace .{path}",
@@ -249,8 +318,8 @@ class Submission:
         dtype: torch.dtype | None = None,
         device: str | None = None,
     ) -> None:
-        """``module.train(train)`` and/or ``module.to(device, dtype)``."""
-        self._request(
+        """``module.train(train)`` and/or ``module.to(device, dtype)`` (deferred)."""
+        self._defer(
             "configure",
             target["component"],
             "train()/to()",
@@ -262,7 +331,7 @@ class Submission:
 
     def inject(self, target: dict, path: str, oracle: dict) -> None:
         """Replace sub-module ``path`` of ``target`` by ``oracle`` (see :meth:`oracle`)."""
-        self._request(
+        self._defer(
             "inject",
             target["component"],
             f"replace .{path}",
@@ -275,7 +344,7 @@ class Submission:
         """Build a trusted ``component`` (torch.nn code from :mod:`llm_grade.oracles`) next to the
         learner's code, to stand in for the learner's own part inside a composite, so that a
         wrong sub-component costs only its own points."""
-        return self._request(
+        ref = self._request(
             "oracle",
             component,
             describe_call(component, args, kwargs),
@@ -283,20 +352,25 @@ class Submission:
             args=list(args),
             kwargs=kwargs,
         )
+        self._made.append(ref["ref"])
+        return ref
 
     def use_oracles(self, names: list[str]) -> None:
         """From now on, learner code sees the trusted versions of these graded names (e.g.
         while grading ``EncoderLayer``, its ``MultiHeadAttention``, ``AddNorm`` and
         ``FeedForward`` are the oracles; while grading ``MultiHeadAttention``, ``softmax`` is)."""
         if list(names) != self._oracles:  # unchanged between checks of one component
-            self._request("use_oracles", "", "oracles", names=list(names))
+            self._defer("use_oracles", "", "oracles", names=list(names))
             self._oracles = list(names)
 
     def specimen(self, name: str, **kwargs: Any) -> dict:
         """Build one of :mod:`llm_grade.specimens` next to the learner's code."""
-        return self._request("specimen", name, f"specimen {name}", name=name, kwargs=kwargs)
+        ref = self._request("specimen", name, f"specimen {name}", name=name, kwargs=kwargs)
+        self._made.append(ref["ref"])
+        return ref
 
     def close(self) -> None:
+        self._queue = []
         if self._close is not None:
             self._close()
 
@@ -309,13 +383,15 @@ def open_submission(
     limits: dict[str, float] | None = None,
     masks: list[Path] = (),
     sandbox: str = "auto",
+    transport: Any = None,
 ) -> Submission:
     """Open a submission folder behind the transport that ``isolation`` names.
 
     ``"none"``: learner code runs in this process (fast, for local iteration, untrusted).
     ``"process"``: it runs in a sandboxed worker process (see :mod:`llm_grade.isolation`);
     ``limits`` override :class:`~llm_grade.isolation.Limits`, ``masks`` are folders the
-    worker must not see.
+    worker must not see; ``transport`` is a :class:`~llm_grade.isolation.WorkerTransport`
+    started earlier (see :func:`~llm_grade.isolation.start_worker`).
     """
     root = Path(root).resolve()
     if not root.is_dir():
@@ -345,16 +421,12 @@ def open_submission(
         }
         return submission
     if isolation == "process":
-        from .isolation import Limits, WorkerTransport
+        if transport is None:
+            from .isolation import start_worker
 
-        transport = WorkerTransport(
-            root,
-            forbidden or {},
-            Limits.from_mapping(limits or {}),
-            masks=list(masks),
-            sandbox=sandbox,
-        )
-        transport.start_soon()  # Python and torch start while pytest collects the graders
+            transport = start_worker(
+                root, forbidden=forbidden, limits=limits, masks=masks, sandbox=sandbox
+            )
         submission = Submission(root, transport, "process", close=transport.close)
         submission.describe = transport.describe
         return submission

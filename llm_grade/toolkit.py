@@ -30,18 +30,21 @@ def randomize_(module: nn.Module, seed: int) -> nn.Module:
     """Give every parameter random values (norm gains near 1, everything else around 0), so a
     learner's formula is compared on generic weights, not on the identity init of a LayerNorm."""
     g = torch.Generator().manual_seed(seed)
-    for name, p in module.named_parameters():
-        noise = torch.randn(p.shape, generator=g, dtype=torch.float64)
-        leaf = name.rsplit(".", 1)[-1]
-        owner = module.get_submodule(name.rsplit(".", 1)[0]) if "." in name else module
-        if isinstance(owner, nn.Embedding):
-            p.copy_(noise)
-        elif leaf == "weight" and p.dim() == 1:  # a norm's gain
-            p.copy_(1.0 + 0.5 * noise)
-        elif p.dim() >= 2:
-            p.copy_(noise / math.sqrt(p.shape[-1]))
-        else:
-            p.copy_(0.5 * noise)
+    seen: set[int] = set()
+    for owner in module.modules():  # the order of named_parameters(), without the lookups
+        for leaf, p in owner._parameters.items():
+            if p is None or id(p) in seen:
+                continue
+            seen.add(id(p))
+            noise = torch.randn(p.shape, generator=g, dtype=torch.float64)
+            if isinstance(owner, nn.Embedding):
+                p.copy_(noise)
+            elif leaf == "weight" and p.dim() == 1:  # a norm's gain
+                p.copy_(noise.mul_(0.5).add_(1.0))
+            elif p.dim() >= 2:
+                p.copy_(noise.div_(math.sqrt(p.shape[-1])))
+            else:
+                p.copy_(noise.mul_(0.5))
     return module
 
 
@@ -72,6 +75,40 @@ STATE_DICT_HINT = (
 )
 
 
+# Built reference modules, kept for reuse by a later Hypothesis example with the same
+# arguments (building is a good part of a check's time; every parameter is re-randomized).
+# A module is handed to one example at a time: it returns to the pool when the example ends.
+_POOL: dict[tuple, list[nn.Module]] = {}
+_LENT: list[tuple[tuple, nn.Module]] = []
+
+
+def _reference_module(ref_pkg, component: str, dtype: torch.dtype, kwargs: dict) -> nn.Module:
+    try:
+        key = (ref_pkg.__name__, component, dtype, tuple(sorted(kwargs.items())))
+        hash(key)
+    except TypeError:  # an unhashable argument: build it fresh
+        return reference_of(ref_pkg, component)(**kwargs).to(dtype)
+    free = _POOL.get(key)
+    if free:
+        module = free.pop()
+    else:
+        from .executor import no_torch_init
+
+        with no_torch_init():  # every parameter is randomized next
+            module = reference_of(ref_pkg, component)(**kwargs).to(dtype)
+    _LENT.append((key, module))
+    return module
+
+
+def return_references() -> None:
+    """The Hypothesis example that borrowed reference modules ended: they can be reused."""
+    for key, module in _LENT:
+        if sum(map(len, _POOL.values())) < 64:
+            module.zero_grad(set_to_none=True)
+            _POOL.setdefault(key, []).append(module)
+    _LENT.clear()
+
+
 @dataclass
 class Pair:
     """A learner module (``student``, a handle reference) and the reference module with the
@@ -99,14 +136,14 @@ def build_pair(
     component and arguments that live there; each is replaced by a trusted oracle with the
     same weights, so the learner's composite is graded on its own wiring.
     """
-    reference = reference_of(ref_pkg, component)(**kwargs)
+    reference = _reference_module(ref_pkg, component, dtype, kwargs)
     randomize_(reference, seed)
-    reference.to(dtype).train(train)
-    student, report = sub.build_loaded(
+    reference.train(train)
+    # a key or shape mismatch raises CheckFailure(state_dict_message(...)) at the first
+    # request that waits for an answer (the build travels with it)
+    student = sub.build_loaded(
         component, kwargs, dtype=dtype, train=train, state_dict=reference.state_dict()
     )
-    if not report.ok():
-        raise CheckFailure(state_dict_message(component, report), hint=STATE_DICT_HINT)
     for path, (child, child_kwargs) in (children or {}).items():
         sub.inject_oracle(
             student,

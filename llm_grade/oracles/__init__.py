@@ -13,3 +13,31 @@ with the reference's signatures, state_dict keys and ``ValueError`` conditions. 
 Modules mirror ``reference/``: ``environment``, ``embeddings``, ``attention``, ``feedforward``,
 ``normalization``, ``blocks``, ``transformer``.
 """
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+
+def recorded(cls):
+    """Class decorator: every instance remembers its constructor arguments as ``init_args``
+    (defaults filled in), and ``cls.bind_init(**kwargs)`` gives the same form for a request,
+    so the engine can tell whether the oracle a learner's composite built is the very one it
+    would inject (and skip rebuilding it)."""
+    signature = inspect.signature(cls.__init__)
+    init = cls.__init__
+
+    def bind_init(*args, **kwargs) -> tuple:
+        bound = signature.bind(None, *args, **kwargs)
+        bound.apply_defaults()
+        return tuple((k, v) for k, v in bound.arguments.items() if k != "self")
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.init_args = bind_init(*args, **kwargs)
+
+    cls.__init__ = __init__
+    cls.bind_init = staticmethod(bind_init)
+    return cls

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import recorded
+
 
 def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """``F.softmax`` (stable; ``-inf`` entries give 0)."""
@@ -44,6 +46,7 @@ def scaled_dot_product_attention(
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), weights
 
 
+@recorded
 class AttentionHead(nn.Module):
     """One head: ``x [B, T_q, d_model]``, ``context [B, T_k, d_model]`` (default ``x``)
     -> ``[B, T_q, d_head]``."""
@@ -67,6 +70,7 @@ class AttentionHead(nn.Module):
         )
 
 
+@recorded
 class MultiHeadAttention(nn.Module):
     """``n_heads`` heads via ``F.scaled_dot_product_attention``, mixed by ``out_proj``;
     dropout (training only) applies to the attention weights."""

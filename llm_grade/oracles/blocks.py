@@ -8,11 +8,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import recorded
 from .attention import MultiHeadAttention, causal_mask
 from .feedforward import FeedForward
 from .normalization import AddNorm, LayerNorm
 
 
+@recorded
 class EncoderLayer(nn.Module):
     """``x = add_norm1(x, self_attn(x, x, x, mask))``; ``x = add_norm2(x, ffn(x))``."""
 
@@ -28,6 +30,7 @@ class EncoderLayer(nn.Module):
         return self.add_norm2(x, self.ffn(x))
 
 
+@recorded
 class DecoderLayer(nn.Module):
     """Masked self-attention, cross-attention over ``memory``, FFN; each then Add & Norm."""
 
@@ -52,6 +55,7 @@ class DecoderLayer(nn.Module):
         return self.add_norm3(x, self.ffn(x))
 
 
+@recorded
 class TransformerBlock(nn.Module):
     """GPT pre-norm block, always causal (``& mask`` when given)."""
 

@@ -8,7 +8,10 @@ import math
 import torch
 from torch import nn
 
+from . import recorded
 
+
+@recorded
 class TokenEmbedding(nn.Module):
     """``nn.Embedding`` scaled by ``sqrt(d_model)``: ``[B, T] -> [B, T, d_model]``."""
 
@@ -40,6 +43,7 @@ def sinusoidal_positional_encoding(
     return torch.stack([angle.sin(), angle.cos()], dim=-1).flatten(-2).to(dtype)
 
 
+@recorded
 class SinusoidalPositionalEncoding(nn.Module):
     """``dropout(x + pe[:T])`` with a fixed, non-persistent float32 buffer ``pe``."""
 
@@ -61,6 +65,7 @@ class SinusoidalPositionalEncoding(nn.Module):
         return self.dropout(x + self.pe[:T].to(x.dtype))
 
 
+@recorded
 class LearnedPositionalEmbedding(nn.Module):
     """``dropout(x + embedding(arange(T)))`` with an ``nn.Embedding(max_len, d_model)``."""
 

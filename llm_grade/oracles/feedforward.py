@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import recorded
+
 
 def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     """``F.gelu``: exact erf form (``"none"``) or the tanh approximation (``"tanh"``)."""
@@ -15,6 +17,7 @@ def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     return F.gelu(x, approximate=approximate)
 
 
+@recorded
 class FeedForward(nn.Module):
     """``fc2(dropout(F.gelu(fc1(x))))``: ``[B, T, d_model] -> [B, T, d_model]``."""
 

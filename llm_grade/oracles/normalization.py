@@ -7,7 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import recorded
 
+
+@recorded
 class LayerNorm(nn.LayerNorm):
     """``nn.LayerNorm(d_model, eps)``: parameters ``weight`` (ones) and ``bias`` (zeros)."""
 
@@ -22,6 +25,7 @@ class LayerNorm(nn.LayerNorm):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
 
+@recorded
 class AddNorm(nn.Module):
     """Post-norm residual: ``norm(x + dropout(sublayer_out))``."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import recorded
 from .attention import causal_mask
 from .blocks import DecoderLayer, EncoderLayer, TransformerBlock
 from .embeddings import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, TokenEmbedding
@@ -18,6 +19,7 @@ def _check_n_layers(n_layers: int) -> None:
         raise ValueError(f"n_layers must be positive, got {n_layers}")
 
 
+@recorded
 class Encoder(nn.Module):
     """``n_layers`` encoder layers in sequence: ``[B, S, d_model] -> [B, S, d_model]``."""
 
@@ -34,6 +36,7 @@ class Encoder(nn.Module):
         return x
 
 
+@recorded
 class Decoder(nn.Module):
     """``n_layers`` decoder layers in sequence: ``[B, T, d_model] -> [B, T, d_model]``."""
 
@@ -56,6 +59,7 @@ class Decoder(nn.Module):
         return x
 
 
+@recorded
 class Transformer(nn.Module):
     """Encoder-decoder Transformer: ``(src [B, S], tgt [B, T]) -> logits [B, T, tgt_vocab]``;
     ``src_mask`` masks the encoder and the memory, the decoder is always causal."""
@@ -107,6 +111,7 @@ class Transformer(nn.Module):
         return self.out_proj(self.decode(tgt, memory, tgt_mask, src_mask))
 
 
+@recorded
 class GPT(nn.Module):
     """Decoder-only language model: ``tokens [B, T] -> logits [B, T, vocab_size]``."""
 
