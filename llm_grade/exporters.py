@@ -73,13 +73,19 @@ def _cell(text: str) -> str:
 
 
 def write_grades_csv(
-    results: Mapping[str, GradeResult] | Iterable[GradeResult], path: Path
+    results: Mapping[str, GradeResult] | Iterable[GradeResult],
+    path: Path,
+    *,
+    errors: Mapping[str, str] | None = None,
 ) -> Path:
     """``grades.csv``: one row per student (score, max_score, then points per component).
 
     A component a submission was not graded on (e.g. graded with ``-k``) is left empty.
+    ``errors`` (student -> why) are submissions that could not be graded: their row has an
+    empty score and the reason in a last column, ``error``, present only when there are any.
     """
     by_student = _by_student(results)
+    errors = {k: v for k, v in (errors or {}).items() if k not in by_student}
     components: dict[str, None] = {}
     for result in by_student.values():
         components.update(dict.fromkeys(c.name for c in result.components))
@@ -87,8 +93,17 @@ def write_grades_csv(
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["student", "score", "max_score", *components])
-        for student, result in sorted(by_student.items()):
+        writer.writerow(
+            ["student", "score", "max_score", *components, *(["error"] if errors else [])]
+        )
+        for student in sorted({*by_student, *errors}):
+            if student in errors:
+                blank = [""] * (2 + len(components))
+                writer.writerow(
+                    [_cell(clean(student, 200)), *blank, _cell(clean(errors[student], 1000))]
+                )
+                continue
+            result = by_student[student]
             scores = {c.name: points(c.score) for c in result.components}
             writer.writerow(
                 [
@@ -96,6 +111,7 @@ def write_grades_csv(
                     points(result.score),
                     points(result.max_score),
                     *(scores.get(n, "") for n in components),
+                    *([""] if errors else []),
                 ]
             )
     return path

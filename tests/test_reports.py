@@ -32,7 +32,7 @@ from llm_grade.exporters import (
     write_gradescope,
     write_junit,
 )
-from llm_grade.report import render_class, render_submission, write_class
+from llm_grade.report import common_failures, render_class, render_submission, write_class
 from llm_grade.results import GradeResult
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report_results.json"
@@ -337,6 +337,104 @@ def test_class_index_shows_missing_components_as_empty(result: GradeResult):
     partial.components = partial.components[:1]
     html = render_class({"a": result, "b": partial})
     assert html.count('data-sort="-1"') == len(result.components) - 1
+
+
+def _class_of_three(result: GradeResult) -> dict[str, GradeResult]:
+    """alice (the fixture), bob (alice without the LayerNorm bug), carol (all passed)."""
+    bob, carol = copy.deepcopy(result), copy.deepcopy(result)
+    for check in next(c for c in bob.components if c.name == "LayerNorm").checks:
+        check.status, check.points = "passed", check.max_points
+    for check in (k for c in carol.components for k in c.checks):
+        check.status, check.points = "passed", check.max_points
+    return {"alice": result, "bob": bob, "carol": carol}
+
+
+def test_common_failures_count_students_per_failing_property(result: GradeResult):
+    failures = common_failures(_class_of_three(result), top=None)
+    keys = [(f.component, f.name) for f in failures]
+    # failed and crashed checks only: not the forbidden softmax or the unstarted greedy_decode
+    assert {c for c, _ in keys} == {
+        "sinusoidal_positional_encoding",
+        "MultiHeadAttention",
+        "gelu",
+        "LayerNorm",
+    }
+    assert all(f.graded == 3 for f in failures)
+    # most students first, curriculum order among equals
+    assert [f.count for f in failures] == [2] * 9 + [1] * 4
+    assert keys[:2] == [
+        ("sinusoidal_positional_encoding", "matches_closed_form"),
+        ("sinusoidal_positional_encoding", "honours_base_and_dtype"),
+    ]
+    causality = failures[keys.index(("MultiHeadAttention", "causality"))]
+    assert causality.students == ["alice", "bob"]
+    assert round(causality.percent) == 67
+    assert causality.hint.startswith("Future tokens leak into the past.")
+    assert common_failures(_class_of_three(result))[-1] == failures[9]  # top 10
+
+
+def test_common_failures_redact_hidden_checks_outside_the_instructor_view(result: GradeResult):
+    results = _class_of_three(result)
+    learner = render_class(results, view="learner")
+    for secret in ("SECRET-TITLE", "SECRET-HINT"):
+        assert secret not in learner
+    (hidden,) = [f for f in common_failures(results, view="learner", top=None) if f.hidden]
+    assert (hidden.name, hidden.title, hidden.hint, hidden.redacted) == (
+        "long_sequences",
+        "",
+        "",
+        True,
+    )
+    instructor = render_class(results)  # the class index is instructor-facing by default
+    assert "SECRET-TITLE" in instructor and "SECRET-HINT apply the mask" in instructor
+    with pytest.raises(ValueError, match="view"):
+        render_class(results, view="teacher")
+
+
+def test_class_index_shows_common_failures_escaped_with_links(result: GradeResult):
+    results = _class_of_three(result)
+    check = next(c for c in results["alice"].components if c.name == "gelu").checks[2]
+    check.hint = f"{SCRIPT} use `approximate`"
+    html = render_class(results, {"alice": "submissions/alice.html"})
+    assert_self_contained(html)
+    assert_no_injected_markup(html)
+    assert (
+        SCRIPT not in html
+        and "&lt;script&gt;alert(1)&lt;/script&gt; use <code>approximate</code>" in html
+    )
+    section = Tags(html[html.index('<section class="card" id="common-failures"') :]).plain()
+    assert section.startswith("Most common failing properties")
+    assert "2 / 3 67 MultiHeadAttention with a causal mask, changing later tokens" in section
+    assert '<a href="submissions/alice.html">alice</a>' in html
+    assert "could not be graded" not in html
+
+
+def test_class_index_lists_submissions_that_could_not_be_graded(result: GradeResult):
+    html = render_class(
+        {"alice": result},
+        errors={"eve": f"eve.zip: member {SCRIPT!r} points outside the archive"},
+        notes={"alice.zip": "name clash: alice/ is graded as 'alice'"},
+    )
+    assert SCRIPT not in html
+    text = Tags(html).plain()
+    assert "1 submission could not be graded. They are not in the table below." in text
+    assert "eve : eve.zip: member '&lt;script&gt;" not in text  # escaped once, not twice
+    assert "eve : eve.zip: member '<script>alert(1)</script>' points outside" in text
+    assert "alice.zip : name clash: alice/ is graded as 'alice'" in text
+
+
+def test_grades_csv_has_a_row_and_a_reason_for_ungraded_students(result: GradeResult, tmp_path):
+    path = write_grades_csv(
+        {"alice": result}, tmp_path / "grades.csv", errors={"=eve": "not a valid zip archive"}
+    )
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames[-1] == "error"
+    assert [(r["student"], r["score"], r["error"]) for r in rows] == [
+        ("'=eve", "", "not a valid zip archive"),
+        ("alice", f"{result.score:g}", ""),
+    ]
 
 
 # ------------------------------------------------------------------------- the CLI
