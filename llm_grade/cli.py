@@ -197,28 +197,49 @@ def report(results_json: Path, out: Path | None, view: str) -> None:
     show_default=True,
     help="Where learner code runs (see `llm-grade grade --help`).",
 )
+@click.option(
+    "-k",
+    "select",
+    default=None,
+    help="Only grade checks matching this pytest -k expression (as `llm-grade grade -k`).",
+)
 @click.option("--force", is_flag=True, help="Grade again even submissions that did not change.")
 def batch(
-    submissions: Path, out: Path, jobs: int, rubric: Path | None, isolation: str, force: bool
+    submissions: Path,
+    out: Path,
+    jobs: int,
+    rubric: Path | None,
+    isolation: str,
+    select: str | None,
+    force: bool,
 ) -> None:
-    """Grade every submission folder in SUBMISSIONS (one sub-folder per student).
+    """Grade every submission in SUBMISSIONS: one sub-folder, .zip or .ipynb per student.
 
+    \b
+    A folder holds the modules (environment.py ... transformer.py).
+    A .zip holds them at its top or inside one top-level folder.
+    A .ipynb defines them in code cells that start with `# %% attention.py`
+    (appended) or `%%writefile attention.py` (as Jupyter would write it).
+    The student's name is the folder name or file stem.
+
+    Archives and notebooks are unpacked, with safety checks, into OUT/.staged/<student>/.
     Writes OUT/<student>/results.json (+ grading.log, gradescope.json, junit.xml),
     OUT/submissions/<student>.html, OUT/index.html and OUT/grades.csv. Re-running skips
-    submissions whose files did not change.
+    submissions whose content (and grading options) did not change.
     """
     from .batch import find_submissions, grade_class, write_class_exports
 
-    folders = find_submissions(submissions)
-    if not folders:
+    found = find_submissions(submissions)
+    if not found:
         raise click.ClickException(
-            f"no submission folders (with environment.py ... transformer.py) found in {submissions}"
+            f"no submissions (folders with environment.py ... transformer.py, .zip or .ipynb "
+            f"files) found in {submissions}"
         )
     out.mkdir(parents=True, exist_ok=True)
     failures = []
     with click.progressbar(
-        length=len(folders),
-        label=f"Grading {len(folders)} submissions",
+        length=len(found),
+        label=f"Grading {len(found)} submissions",
         show_eta=True,
         show_pos=True,
         item_show_func=lambda o: o and o.name,
@@ -235,6 +256,7 @@ def batch(
             jobs=jobs,
             isolation=isolation,
             rubric=rubric,
+            select=select,
             force=force,
             on_done=done,
         )
@@ -246,8 +268,11 @@ def batch(
         + (f" ({skipped} unchanged, not graded again)" if skipped else "")
         + "."
     )
-    for outcome in failures:
-        click.echo(f"  {outcome.name}: {outcome.error}", err=True)
+    for outcome in outcomes:
+        if outcome.note:
+            click.echo(f"  {outcome.name}: {outcome.note}", err=True)
+    for outcome in sorted(failures, key=lambda o: o.name):
+        click.echo(f"  {outcome.name}: not graded: {outcome.error}", err=True)
     click.echo(f"Class index: {paths['index']}\nGrades: {paths['grades']}")
     if failures:
         sys.exit(1)
