@@ -15,7 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llm_grade.compare import (
+    TOLERANCES,
     case_str,
+    dtype_name,
     expect_close,
     expect_prefix_unchanged,
     expect_rows_unchanged,
@@ -562,6 +564,18 @@ def gpts(draw):
     return s, kwargs
 
 
+@st.composite
+def wide_gpts(draw):
+    """A small GPT, but wide enough (d_model >= 16) that float16 rounding is not blown up by
+    normalizing rows of two or four numbers (a property of LayerNorm, not a learner's bug)."""
+    s, kwargs = draw(gpts())
+    n_heads = draw(st.sampled_from([1, 2, 4]))
+    d_model = n_heads * draw(st.sampled_from([4, 8, 16]))
+    d_model = max(d_model, 16)
+    kwargs.update(d_model=d_model, n_heads=n_heads, d_ff=2 * d_model)
+    return s, kwargs
+
+
 def _gpt(sub, ref, kw, *, seed, dtype=torch.float64, dropout=0.0):
     d_model = kw["d_model"]
     block = (
@@ -588,6 +602,15 @@ def _gpt_without_final_norm(model, tokens, mask):
     for block in model.blocks:
         x = block(x, mask)
     return model.lm_head(x)
+
+
+AUTOCAST_HINT = (
+    "Under torch.autocast, matrix products run in float16/bfloat16. Keep every constant and "
+    "new tensor in the dtype of the tensor it meets: a mask value of -1e9 does not fit in "
+    "float16 (use float('-inf') or torch.finfo(scores.dtype).min), and torch.zeros(...) or "
+    "torch.tensor(...) without dtype=x.dtype / device=x.device breaks or silently upcasts. "
+    "A softmax that does not subtract the row maximum overflows in float16."
+)
 
 
 class TestGPT:
@@ -631,6 +654,47 @@ class TestGPT:
             "GPT logits",
             case=case,
             hint=hint_for(got, candidates, GPT_HINT + (EVAL_DROPOUT_HINT if dropout else "")),
+        )
+
+    @given(
+        m=wide_gpts(),
+        seed=seeds,
+        precision=st.sampled_from([torch.float16, torch.bfloat16]),
+        padded=st.booleans(),
+        data=st.data(),
+    )
+    def test_mixed_precision(self, sub, ref, m, seed, precision, padded, data):
+        """the whole model, all of it your own code, runs under torch.autocast and stays
+        close to its own float32 result"""
+        # end to end on purpose: no trusted oracle inside, and the model is compared with
+        # itself, so a wrong (but float32-consistent) component costs only its own checks
+        sub.use_oracles([])
+        s, kw = m
+        pair = build_pair(sub, ref, "GPT", dtype=torch.float32, seed=seed, **kw)
+        tokens, mask, mask_desc = _tokens(data, kw["vocab_size"], s.B, s.T, padded, "tokens")
+        case = case_str(B=s.B, T=s.T, **kw, autocast=precision)
+        case += f", mask={mask_desc}\n  tokens={tokens.tolist()}"
+        full = expect_tensor(sub.call(pair.student, tokens, mask), "GPT logits", case=case)
+        low = sub.call(pair.student, tokens, mask, autocast=precision)
+        low = expect_tensor(
+            low, "GPT logits under autocast", case=case, shape=full.shape, hint=AUTOCAST_HINT
+        )
+        if low.dtype not in (precision, torch.float32):
+            fail(
+                f"Under autocast({dtype_name(precision)}) the logits came back as "
+                f"{dtype_name(low.dtype)}.",
+                case=case,
+                hint=AUTOCAST_HINT,
+            )
+        tol = TOLERANCES[dtype_name(precision)]
+        expect_close(
+            low.float(),
+            full,
+            f"GPT logits under autocast({dtype_name(precision)}) vs your float32 logits",
+            case=case,
+            atol=tol["atol"],
+            rtol=tol["rtol"],
+            hint=AUTOCAST_HINT,
         )
 
     @given(m=gpts(), seed=seeds, padded=st.booleans(), data=st.data())

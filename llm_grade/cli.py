@@ -86,6 +86,15 @@ def init(dest: Path) -> None:
     help="Only grade checks matching this pytest -k expression, e.g. -k MultiHeadAttention.",
 )
 @click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda", "mps", "auto"]),
+    default="cpu",
+    show_default=True,
+    help="Where learner code runs its tensors. 'auto' picks cuda, else mps, else cpu. "
+    "cpu gives the same scores on every machine; on a GPU, tolerances follow the rubric's "
+    "[tolerance.cuda].",
+)
+@click.option(
     "--fail-under",
     type=float,
     default=None,
@@ -99,6 +108,7 @@ def grade(
     isolation: str,
     view: str,
     select: str | None,
+    device: str,
     fail_under: float | None,
 ) -> None:
     """Grade SUBMISSION, a folder with your modules (environment.py ... transformer.py).
@@ -119,7 +129,13 @@ def grade(
         )
     try:
         result = run_grade(
-            submission, out=out, rubric=rubric, isolation=isolation, view=view, select=select
+            submission,
+            out=out,
+            rubric=rubric,
+            isolation=isolation,
+            view=view,
+            select=select,
+            device=device,
         )
     except GradingError as exc:
         raise click.ClickException(str(exc)) from None

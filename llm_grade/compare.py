@@ -14,13 +14,12 @@ from typing import Any
 import torch
 
 from .outcomes import CheckFailure
+from .rubric import DEFAULT_TOLERANCES
 from .wire import Opaque
 
 # tolerances by dtype; the rubric can override them (see Rubric.tol)
-TOLERANCES: dict[str, dict[str, float]] = {
-    "float32": {"atol": 1e-4, "rtol": 1e-4},
-    "float64": {"atol": 1e-9, "rtol": 1e-7},
-}
+# dtype name -> {"atol", "rtol"}; the grading run sets it from the rubric's [tolerance]
+TOLERANCES: dict[str, dict[str, float]] = {k: dict(v) for k, v in DEFAULT_TOLERANCES.items()}
 
 
 NON_FINITE_HINT = (

@@ -17,7 +17,7 @@ import linecache
 import sys
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,7 @@ class Executor:
         self._swap_plan: list | None = None
         self._swap_key: tuple = ()
         self.guard = RuntimeGuard(self.root, forbidden or {}, _Forbidden)
+        self.device = torch.device("cpu")
         self._make_package()
 
     # ------------------------------------------------------------------ loading
@@ -204,8 +205,30 @@ class Executor:
             id_ = next(self._ids)
         elif id_ in self.objects or id_ < GRADER_IDS:
             raise ValueError(f"object id {id_} is taken")  # an engine bug, never the learner's
+        if self.device.type != "cpu" and isinstance(obj, nn.Module):
+            with self.guard.active():
+                obj.to(self.device)
         self.objects[id_] = obj
         return Ref.to(id_, component)
+
+    def op_device(self, name: str) -> None:
+        """Build and run everything on ``name`` from now on (inputs arrive on the CPU and
+        results leave on it). Matrix products keep full float32 precision (no TF32)."""
+        self.device = torch.device(name)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+
+    def _on_device(self, value: Any) -> Any:
+        if self.device.type == "cpu":
+            return value
+        if type(value) is torch.Tensor:
+            return value.to(self.device)
+        if isinstance(value, (list, tuple)):
+            return type(value)(self._on_device(v) for v in value)
+        if isinstance(value, dict):
+            return {k: self._on_device(v) for k, v in value.items()}
+        return value
 
     def op_batch(self, requests: list[dict]) -> dict:
         """Answer several requests in order, in one round trip; stop at the first error.
@@ -254,17 +277,31 @@ class Executor:
         kwargs: dict,
         echo_inputs: bool = False,
         grad: bool = False,
+        autocast: str | None = None,
     ) -> Any:
         if isinstance(target, str):
             fn = self._lookup(target)
         else:
             obj = self._obj(target)
             fn = obj if method in (None, "forward") else getattr(obj, method)
-        args, kwargs = self._resolve(args), self._resolve(kwargs)
+        args = self._on_device(self._resolve(args))
+        kwargs = self._on_device(self._resolve(kwargs))
         # CPU generator only: torch.manual_seed also queues seeds for lazy CUDA/XPU init and
         # formats a stack trace each time (about 1 ms a call)
         torch.default_generator.manual_seed(CALL_SEED)
-        with self.guard.active(), self._swapped_oracles(), torch.set_grad_enabled(grad):
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(CALL_SEED)
+        precision = (
+            torch.autocast(self.device.type, dtype=getattr(torch, autocast))
+            if autocast
+            else nullcontext()
+        )
+        with (
+            self.guard.active(),
+            self._swapped_oracles(),
+            torch.set_grad_enabled(grad),
+            precision,
+        ):
             out = fn(*args, **kwargs)
         if echo_inputs:
             return {"out": out, "args": list(args), "kwargs": kwargs}
@@ -485,7 +522,9 @@ def _same_tensors(own: dict, wanted: dict) -> bool:
         return False
     for key, value in wanted.items():
         mine = own[key]
-        if mine.dtype != value.dtype or mine.shape != value.shape or not torch.equal(mine, value):
+        if mine.dtype != value.dtype or mine.shape != value.shape:
+            return False
+        if not torch.equal(mine, value.to(mine.device)):
             return False
     return True
 

@@ -16,6 +16,16 @@ WIDTH = 78
 # typical crash messages -> what usually causes them
 _CRASH_HINTS: list[tuple[str, str]] = [
     (
+        r"cannot be converted to type .*(Half|BFloat16) without overflow",
+        "A constant does not fit in this dtype (float16 ends at 65504): mask with "
+        "float('-inf') or torch.finfo(scores.dtype).min instead of -1e9.",
+    ),
+    (
+        r"Expected all tensors to be on the same device|on the same device",
+        "A tensor was made on the CPU while the model runs elsewhere: create new tensors with "
+        "device=x.device, and keep fixed tables in register_buffer so .to(device) moves them.",
+    ),
+    (
         r"shapes cannot be multiplied|size mismatch|must match the size",
         "Check the in/out sizes of your nn.Linear layers and which dimensions you transpose "
         "or reshape.",

@@ -125,6 +125,14 @@ def _rss_mb(pids: list[int]) -> float:
     return total * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _gpu_nodes() -> list[str]:
+    """Device files a CUDA (or ROCm) worker needs."""
+    import glob
+
+    patterns = ("/dev/nvidia*", "/dev/nvidia-caps/*", "/dev/kfd", "/dev/dri/*")
+    return sorted({p for pattern in patterns for p in glob.glob(pattern)})
+
+
 class WorkerDied(Exception):
     """The worker ended or misbehaved; ``record`` is the error record for the request."""
 
@@ -143,8 +151,10 @@ class WorkerTransport:
         limits: Limits,
         masks: list[Path] = (),
         sandbox: str = "auto",
+        gpu: bool = False,
     ):
         self.root = Path(root).resolve()
+        self.gpu = gpu
         self.forbidden = forbidden
         self.limits = limits
         self.masks = [Path(m).resolve() for m in masks if Path(m).exists()]
@@ -212,6 +222,9 @@ class WorkerTransport:
         # worker needs to run when it lives there (a virtual environment, an editable install)
         for path in _runtime_paths_under("/tmp"):
             cmd += ["--ro-bind", path, path]
+        if self.gpu:  # the GPU's device nodes (--dev gives a minimal /dev without them)
+            for node in _gpu_nodes():
+                cmd += ["--dev-bind", node, node]
         for mask in self.masks:  # after the binds, so a bound-back folder is masked too
             cmd += ["--tmpfs", str(mask)]
         cmd += ["--ro-bind", str(self.root), "/tmp/submission", "--chdir", "/tmp"]
@@ -221,8 +234,9 @@ class WorkerTransport:
         import resource
 
         mb = 2**20
-        address_space = (self.limits.memory_mb + 1536) * mb  # torch maps ~0.6 GB at import
-        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+        if not self.gpu:  # CUDA reserves tens of GB of address space: the watchdog bounds RSS
+            address_space = (self.limits.memory_mb + 1536) * mb  # torch maps ~0.6 GB at import
+            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
         resource.setrlimit(resource.RLIMIT_CPU, (self.limits.cpu_s, self.limits.cpu_s + 5))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_FSIZE, (self.limits.tmp_mb * mb,) * 2)
@@ -533,6 +547,7 @@ def start_worker(
     limits: dict[str, float] | None = None,
     masks: list[Path] = (),
     sandbox: str = "auto",
+    gpu: bool = False,
 ) -> WorkerTransport:
     """Spawn the sandboxed worker for ``root`` now and return its transport; the first request
     waits for it to be ready. Importing this module does not import torch, so a grader can
@@ -543,6 +558,7 @@ def start_worker(
         Limits.from_mapping(limits or {}),
         masks=list(masks),
         sandbox=sandbox,
+        gpu=gpu,
     )
     transport.start_soon()
     return transport

@@ -49,6 +49,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             "grade-view",
             "'learner' hides hidden checks' details, 'instructor' shows all. Default: learner",
         ),
+        (
+            "device",
+            "where learner code runs its tensors: cpu, cuda, mps or auto (the fastest there "
+            "is). Default: cpu (the same scores on every machine)",
+        ),
     ]
     for name, help_text in options:
         group.addoption(
@@ -78,15 +83,39 @@ def load_package(path: Path, name: str):
     return package
 
 
-def environment() -> dict[str, Any]:
+def environment(device: str = "cpu") -> dict[str, Any]:
     import torch
 
-    return {
+    env = {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "device": "cpu",
+        "device": device,
         "platform": platform.platform(terse=True),
     }
+    if device == "cuda":
+        env["device_name"] = torch.cuda.get_device_name()
+    return env
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` becomes ``cuda``, else ``mps``, else ``cpu``; an unavailable device is an error."""
+    import torch
+
+    name = (name or "cpu").lower()
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+    }
+    if name == "auto":
+        return next(d for d in ("cuda", "mps", "cpu") if available[d])
+    if name not in available:
+        raise pytest.UsageError(f"--device {name!r}: expected cpu, cuda, mps or auto")
+    if not available[name]:
+        raise pytest.UsageError(
+            f"--device {name}: this machine (torch {torch.__version__}) has no {name} device"
+        )
+    return name
 
 
 class GradingSession:
@@ -104,6 +133,8 @@ class GradingSession:
         self.isolation = option(config, "isolation", "none")
         self.learner_view = option(config, "grade_view", "learner") != "instructor"
         self.out_dir = option(config, "grade_out")
+        self.device_option = option(config, "device", "cpu")
+        self.device = "cpu"  # resolved once torch is imported
         self.results: dict[str, CheckResult] = {}
         self.static_violations = []
         self._handle = None
@@ -118,6 +149,7 @@ class GradingSession:
                 forbidden=self.rubric.forbidden,
                 limits=self.rubric.limits,
                 masks=self.masks(),
+                gpu=self.device_option in ("cuda", "auto"),
             )
 
         import torch
@@ -127,7 +159,10 @@ class GradingSession:
         # graders use tiny tensors: one thread is fastest, and several OpenMP threads on a
         # busy machine (or beside a worker process) spin-wait for each other
         torch.set_num_threads(1)
+        self.device = resolve_device(self.device_option)
+        TOLERANCES.clear()  # this run's rubric and device only, not an earlier run's
         TOLERANCES.update(self.rubric.tolerance)
+        TOLERANCES.update(self.rubric.device_tolerance.get(self.device, {}))
 
     def masks(self) -> list[Path]:
         """Folders learner code must not see: the reference, the graders, the output."""
@@ -153,8 +188,11 @@ class GradingSession:
                 limits=self.rubric.limits,
                 masks=self.masks(),
                 transport=self._transport,
+                gpu=self.device == "cuda",
             )
             self._transport = None
+            if self.device != "cpu":
+                self._handle.set_device(self.device)
         return self._handle
 
     def reference(self):
@@ -252,7 +290,7 @@ class GradingSession:
             str(self.submission_path),
             components,
             time.perf_counter() - self.started,
-            environment(),
+            environment(self.device),
             isolation,
             str(self.rubric.path),
         )

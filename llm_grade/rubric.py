@@ -24,6 +24,15 @@ class RubricError(ValueError):
     """The rubric file is malformed or does not match the graders."""
 
 
+DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {
+    "float32": {"atol": 1e-4, "rtol": 1e-4},
+    "float64": {"atol": 1e-9, "rtol": 1e-7},
+    # a model under torch.autocast vs itself in float32 (GPT.mixed_precision)
+    "float16": {"atol": 1e-2, "rtol": 1e-2},
+    "bfloat16": {"atol": 8e-2, "rtol": 8e-2},
+}
+
+
 @dataclass(frozen=True)
 class CheckSpec:
     points: float
@@ -38,6 +47,8 @@ class Rubric:
     tolerance: dict[str, dict[str, float]]  # dtype name -> {"atol", "rtol"}
     max_examples: int = 20
     limits: dict[str, float] = field(default_factory=dict)
+    # device ("cuda", "mps") -> dtype name -> {"atol", "rtol"}: replaces ``tolerance`` there
+    device_tolerance: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     @property
     def total(self) -> float:
@@ -86,9 +97,19 @@ def load_rubric(path: Path) -> Rubric:
     grading = data.get("grading", {})
     if grading.get("forbidden_api_rule", True) is False:
         forbidden = {}
-    tolerance = {"float32": {"atol": 1e-4, "rtol": 1e-4}, "float64": {"atol": 1e-9, "rtol": 1e-7}}
-    for dtype_name, tol in data.get("tolerance", {}).items():
-        tolerance[dtype_name] = {"atol": float(tol["atol"]), "rtol": float(tol["rtol"])}
+    tolerance = {k: dict(v) for k, v in DEFAULT_TOLERANCES.items()}
+    devices: dict[str, dict[str, dict[str, float]]] = {}
+
+    def tol(where: str, value: object) -> dict[str, float]:
+        if not (isinstance(value, dict) and {"atol", "rtol"} <= set(value)):
+            raise RubricError(f"{path}: tolerance.{where} must be {{ atol = A, rtol = R }}")
+        return {"atol": float(value["atol"]), "rtol": float(value["rtol"])}
+
+    for name, value in data.get("tolerance", {}).items():
+        if name in ("cuda", "mps"):  # [tolerance.cuda]: per-dtype entries for that device
+            devices[name] = {d: tol(f"{name}.{d}", v) for d, v in value.items()}
+        else:
+            tolerance[name] = tol(name, value)
     return Rubric(
         path,
         checks,
@@ -96,4 +117,5 @@ def load_rubric(path: Path) -> Rubric:
         tolerance,
         int(grading.get("max_examples", 20)),
         {k: float(v) for k, v in data.get("limits", {}).items()},
+        devices,
     )

@@ -85,6 +85,7 @@ class Submission:
         self._queue: list[tuple[dict, str, str]] = []
         self._made: list[int] = []  # objects built in the current Hypothesis example
         self._ids = itertools.count(GRADER_IDS)
+        self.device = "cpu"
 
     def describe(self) -> dict[str, Any]:
         """How learner code ran (mode, sandbox, limits), for results.json and reports."""
@@ -139,7 +140,8 @@ class Submission:
     def end_example(self) -> None:
         """A Hypothesis example ended: drop what it left queued (it raised before its requests
         were needed) and forget the objects it built (that request goes with the next one)."""
-        self._queue = [q for q in self._queue if q[0]["op"] in ("release", "use_oracles")]
+        session = ("release", "use_oracles", "device")
+        self._queue = [q for q in self._queue if q[0]["op"] in session]
         if self._made:
             self._defer("release", "", "", refs=self._made)
             self._made = []
@@ -202,12 +204,15 @@ class Submission:
         *args: Any,
         method: str | None = None,
         echo_inputs: bool = False,
+        autocast: torch.dtype | None = None,
         **kwargs: Any,
     ) -> Any:
         """Call a function (``target`` is its name) or a module's method (``target`` a reference).
 
         Returns plain data. With ``echo_inputs=True`` returns ``{"out", "args", "kwargs"}`` where
         args/kwargs are the inputs as they were after the call (to detect in-place changes).
+        With ``autocast`` (``torch.float16`` / ``torch.bfloat16``) the call runs under
+        ``torch.autocast`` on the grading device.
         """
         component = target if isinstance(target, str) else target["component"]
         label = self._label(target)
@@ -223,6 +228,7 @@ class Submission:
             args=list(args),
             kwargs=kwargs,
             echo_inputs=echo_inputs,
+            autocast=_dtype_name(autocast),
         )
 
     def gradients(
@@ -363,6 +369,12 @@ class Submission:
             self._defer("use_oracles", "", "oracles", names=list(names))
             self._oracles = list(names)
 
+    def set_device(self, device: str) -> None:
+        """Build and run learner code on ``device`` (``"cpu"``, ``"cuda"``, ``"mps"``); tensors
+        still arrive and leave on the CPU."""
+        self.device = device
+        self._defer("device", "", "device", name=device)
+
     def specimen(self, name: str, **kwargs: Any) -> dict:
         """Build one of :mod:`llm_grade.specimens` next to the learner's code."""
         ref = self._request("specimen", name, f"specimen {name}", name=name, kwargs=kwargs)
@@ -384,6 +396,7 @@ def open_submission(
     masks: list[Path] = (),
     sandbox: str = "auto",
     transport: Any = None,
+    gpu: bool = False,
 ) -> Submission:
     """Open a submission folder behind the transport that ``isolation`` names.
 
@@ -391,7 +404,8 @@ def open_submission(
     ``"process"``: it runs in a sandboxed worker process (see :mod:`llm_grade.isolation`);
     ``limits`` override :class:`~llm_grade.isolation.Limits`, ``masks`` are folders the
     worker must not see; ``transport`` is a :class:`~llm_grade.isolation.WorkerTransport`
-    started earlier (see :func:`~llm_grade.isolation.start_worker`).
+    started earlier (see :func:`~llm_grade.isolation.start_worker`); ``gpu`` lets the worker
+    reach the machine's GPUs.
     """
     root = Path(root).resolve()
     if not root.is_dir():
@@ -425,7 +439,7 @@ def open_submission(
             from .isolation import start_worker
 
             transport = start_worker(
-                root, forbidden=forbidden, limits=limits, masks=masks, sandbox=sandbox
+                root, forbidden=forbidden, limits=limits, masks=masks, sandbox=sandbox, gpu=gpu
             )
         submission = Submission(root, transport, "process", close=transport.close)
         submission.describe = transport.describe

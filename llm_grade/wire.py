@@ -42,8 +42,11 @@ def sanitize(value: Any, depth: int = 0) -> Any:
         return Opaque("structure nested too deeply")
     cls = type(value)
     if cls is torch.Tensor:
-        # a plain tensor: copy its data so later learner code cannot change what we hold
-        return value.detach().clone()
+        # a plain tensor: copy its data so later learner code cannot change what we hold (and
+        # bring it to the CPU, where the grader compares)
+        if value.device.type in ("cpu", "meta"):
+            return value.detach().clone()
+        return value.detach().to("cpu")
     if value is None or cls in (bool, int, float, str):
         return value
     if cls is torch.device:

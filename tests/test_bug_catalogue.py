@@ -73,3 +73,27 @@ def test_credit_isolation_holds_across_modules(bug_id, reference_copy):
     result = grade(reference_copy, quiet=True)
     losing = {c.name for c in result.components if c.score < c.max_score}
     assert losing == {bug.component}
+
+
+def test_a_mask_value_that_overflows_float16_is_caught_end_to_end(reference_copy):
+    """-1e9 as the mask value is right in float32 and float64 (attention keeps all its points)
+    but breaks the model under autocast(float16): GPT's end-to-end mixed-precision check
+    catches it, with the hint for it."""
+    path = reference_copy / "attention.py"
+    source = path.read_text()
+    assert source.count('float("-inf")') == 2
+    path.write_text(source.replace('masked_fill(~mask, float("-inf"))', "masked_fill(~mask, -1e9)"))
+    result = grade(
+        reference_copy,
+        quiet=True,
+        select="scaled_dot_product_attention or MultiHeadAttention or GPT",
+    )
+    losing = {
+        (c.component, c.name)
+        for comp in result.components
+        for c in comp.checks
+        if c.points < c.max_points
+    }
+    assert losing == {("GPT", "mixed_precision")}
+    (check,) = [c for comp in result.components for c in comp.checks if c.name == "mixed_precision"]
+    assert "float('-inf')" in check.hint and "float16" in check.hint

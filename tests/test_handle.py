@@ -173,3 +173,56 @@ def test_skipped_initialisation_is_restored_afterwards():
     torch.manual_seed(0)
     layer = nn.Linear(300, 4)
     assert 0 < float(layer.weight.detach().abs().max()) <= 1 / 300**0.5 + 1e-6
+
+
+def test_device_auto_falls_back_to_what_the_machine_has_and_names_are_checked():
+    from llm_grade.pytest_plugin import resolve_device
+
+    expected = "cuda" if torch.cuda.is_available() else None
+    if expected is None and torch.backends.mps.is_available():
+        expected = "mps"
+    assert resolve_device("auto") == (expected or "cpu")
+    assert resolve_device("CPU") == "cpu"
+    with pytest.raises(pytest.UsageError, match="expected cpu, cuda, mps or auto"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(pytest.UsageError, match="has no cuda device"):
+            resolve_device("cuda")
+
+
+def test_gpu_tolerances_come_from_the_rubric_and_apply_only_on_that_device(tmp_path):
+    from lg_paths import GRADERS
+
+    from llm_grade.rubric import load_rubric
+
+    rubric = load_rubric(GRADERS / "rubric.toml")
+    assert rubric.device_tolerance["cuda"]["float32"]["atol"] > rubric.tolerance["float32"]["atol"]
+    assert rubric.tolerance["float16"]["atol"] < rubric.tolerance["bfloat16"]["atol"]
+    bad = tmp_path / "rubric.toml"
+    bad.write_text("[tolerance.cuda]\nfloat32 = { atol = 1e-3 }\n")
+    with pytest.raises(Exception, match=r"tolerance.cuda.float32 must be"):
+        load_rubric(bad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_gpu_modules_and_inputs_move_there_and_results_come_back_to_the_cpu(ref):
+    sub, executor, _ = _in_process(REFERENCE)
+    sub.set_device("cuda")
+    pair = toolkit.build_pair(sub, ref, "MultiHeadAttention", dtype=torch.float32, **MHA)
+    x = torch.randn(2, 3, 8)
+    out = sub.call(pair.student, x, x, x)
+    assert executor.objects[pair.student["ref"]].q_proj.weight.is_cuda
+    assert out.device.type == "cpu"
+    torch.testing.assert_close(out, pair.reference(x, x, x), atol=1e-3, rtol=1e-3)
+    low = sub.call(pair.student, x, x, x, autocast=torch.float16)
+    assert low.device.type == "cpu" and low.dtype == torch.float16
+
+
+def test_a_call_can_run_under_autocast_on_the_cpu(ref):
+    sub, _, _ = _in_process(REFERENCE)
+    pair = toolkit.build_pair(sub, ref, "FeedForward", dtype=torch.float32, d_model=4, d_ff=8)
+    x = torch.randn(2, 3, 4)
+    assert sub.call(pair.student, x).dtype == torch.float32
+    low = sub.call(pair.student, x, autocast=torch.bfloat16)
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), pair.reference(x), atol=0.1, rtol=0.1)
