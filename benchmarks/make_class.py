@@ -39,23 +39,22 @@ if str(REPO) not in sys.path:
 from llm_grade.components import COMPONENTS, MODULES  # noqa: E402
 
 # A quick grading of the class (tests/test_class_batch.py): these components cover every
-# planted bug and attack below (44 of the 100 points). fast_rubric() keeps the rubric's points
-# and example counts (fewer examples would miss bugs: with 5, `gelu` passes as ReLU) and only
-# tightens the worker's limits.
-SELECT = " or ".join(
-    (
-        "get_device",
-        "count_parameters",
-        "TokenEmbedding",
-        "sinusoidal_positional_encoding",
-        "softmax",
-        "causal_mask",
-        "padding_mask",
-        "MultiHeadAttention",
-        "gelu",
-        "LayerNorm",
-    )
+# planted bug and attack below (about 45 of the 100 points). fast_rubric() keeps the rubric's
+# points and example counts (fewer examples would miss bugs: with 5, `gelu` passes as ReLU)
+# and only tightens the worker's limits.
+SELECTED = (
+    "get_device",
+    "count_parameters",
+    "TokenEmbedding",
+    "sinusoidal_positional_encoding",
+    "softmax",
+    "causal_mask",
+    "padding_mask",
+    "MultiHeadAttention",
+    "gelu",
+    "LayerNorm",
 )
+SELECT = " or ".join(SELECTED)  # for `llm-grade batch -k`
 FAST_LIMITS = """
 [limits]
 call_timeout_s = 5
