@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from llm_grade.compare import case_str, expect_close, expect_tensor, fail, fmt_values
@@ -55,6 +55,9 @@ def _with_zero(x: torch.Tensor) -> torch.Tensor:
 class TestGelu:
     component = "gelu"
 
+    # a plain case first, whatever the example budget (with few examples, the smallest draws
+    # alone can miss a ReLU or a missing sqrt(2))
+    @example(shape=(2, 5), seed=1, dtype=torch.float64, scale=1.0, explicit=False)
     @given(shape=shapes, seed=seeds, dtype=dtypes, scale=scales, explicit=st.booleans())
     def test_matches_exact_formula(self, sub, shape, seed, dtype, scale, explicit):
         """computes x * Phi(x) (Phi = normal CDF) elementwise, any shape, in x's dtype"""

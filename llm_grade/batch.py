@@ -101,6 +101,7 @@ def grade_class(
     isolation: str = "process",
     rubric: Path | None = None,
     select: str | None = None,
+    device: str = "cpu",
     force: bool = False,
     timeout: float = 1800.0,
     on_done: Callable[[Outcome], None] | None = None,
@@ -108,10 +109,13 @@ def grade_class(
     """Grade every submission under ``root`` into ``out/<name>/`` with ``jobs`` in parallel.
 
     ``select`` is a pytest ``-k`` expression (e.g. ``"softmax or LayerNorm"``) that limits
-    grading to some components, as ``llm-grade grade -k`` does.
+    grading to some components, as ``llm-grade grade -k`` does; ``device`` is passed on to
+    ``llm-grade grade --device``.
     """
     submissions = find_submissions(root)
     args = ["--isolation", isolation]
+    if device != "cpu":
+        args += ["--device", device]
     if rubric is not None:
         rubric = Path(rubric).resolve()
         args += ["--rubric", str(rubric)]

@@ -219,6 +219,13 @@ def report(results_json: Path, out: Path | None, view: str) -> None:
     default=None,
     help="Only grade checks matching this pytest -k expression (as `llm-grade grade -k`).",
 )
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda", "mps", "auto"]),
+    default="cpu",
+    show_default=True,
+    help="Where learner code runs its tensors (see `llm-grade grade --help`).",
+)
 @click.option("--force", is_flag=True, help="Grade again even submissions that did not change.")
 def batch(
     submissions: Path,
@@ -227,6 +234,7 @@ def batch(
     rubric: Path | None,
     isolation: str,
     select: str | None,
+    device: str,
     force: bool,
 ) -> None:
     """Grade every submission in SUBMISSIONS: one sub-folder, .zip or .ipynb per student.
@@ -273,6 +281,7 @@ def batch(
             isolation=isolation,
             rubric=rubric,
             select=select,
+            device=device,
             force=force,
             on_done=done,
         )

@@ -24,9 +24,12 @@ import pytest
 from .components import module_of
 from .outcomes import (
     CheckFailure,
+    ForbiddenCall,
     GradingOutcome,
     LearnerError,
+    MissingComponent,
     NotImplementedYet,
+    Settled,
     WorkerFailure,
 )
 from .results import CheckResult, ComponentResult, GradeResult
@@ -233,6 +236,8 @@ class GradingSession:
         )
         if excinfo is not None:
             exc = _unwrap(excinfo.value)
+            if isinstance(exc, Settled):
+                exc = exc.outcome
             result.points = 0.0
             if isinstance(exc, (GradingOutcome, WorkerFailure)):
                 result.status = exc.status
@@ -436,6 +441,8 @@ def _per_example(inner):
             result = inner(*args, **kwargs)
             handle.flush()
             return result
+        except (NotImplementedYet, ForbiddenCall, MissingComponent) as exc:
+            raise Settled(exc) from None
         finally:
             handle.end_example()
             return_references()
