@@ -101,12 +101,18 @@ def _reference_module(ref_pkg, component: str, dtype: torch.dtype, kwargs: dict)
 
 
 def return_references() -> None:
-    """The Hypothesis example that borrowed reference modules ended: they can be reused."""
+    """The Hypothesis example that borrowed reference modules ended: they can be reused (the
+    pool keeps the 64 returned last)."""
     for key, module in _LENT:
-        if sum(map(len, _POOL.values())) < 64:
-            module.zero_grad(set_to_none=True)
-            _POOL.setdefault(key, []).append(module)
+        module.zero_grad(set_to_none=True)
+        _POOL.setdefault(key, []).append(module)
+        _POOL[key] = _POOL.pop(key)  # most recently returned last
     _LENT.clear()
+    while sum(map(len, _POOL.values())) > 64:
+        oldest = next(iter(_POOL))
+        _POOL[oldest].pop(0)
+        if not _POOL[oldest]:
+            del _POOL[oldest]
 
 
 @dataclass
