@@ -150,6 +150,19 @@ def _modules(source: Path) -> dict[str, str]:
     return {p.name: p.read_text(encoding="utf-8") for p in sorted(source.glob("*.py"))}
 
 
+def _importers(module: str) -> set[str]:
+    """``module`` and every reference module that imports it, directly or not."""
+    found, grew = {module}, True
+    while grew:
+        grew = False
+        for m in MODULES:
+            text = (REFERENCE / f"{m}.py").read_text()
+            if m not in found and any(f"from .{d} import" in text for d in found):
+                found.add(m)
+                grew = True
+    return found
+
+
 def _components(*modules: str) -> list[str]:
     return [name for name, module in COMPONENTS.items() if module in modules]
 
@@ -286,8 +299,9 @@ def _recipes(dest: Path) -> list[tuple[str, str, dict[str, str], Expected]]:
         files[f"{module}.py"] = (
             source + "\n" + code + "\n" if attack.at_import else _insert(source, anchor, code)
         )
-        # an attack at import time costs every component of its module
-        zero = _components(module) if attack.at_import else [attack.target]
+        # an attack at import time costs every component of its module and of the modules
+        # that import it (they cannot be imported either)
+        zero = _components(*_importers(module)) if attack.at_import else [attack.target]
         hostile.append(
             (f"hostile-{attack_id}", "folder", files, Expected("hostile", zero=zero, bug=attack_id))
         )

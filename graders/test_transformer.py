@@ -27,7 +27,7 @@ from llm_grade.compare import (
     hint_for,
 )
 from llm_grade.oracles.transformer import Transformer as TrustedTransformer
-from llm_grade.outcomes import LearnerError, NotImplementedYet
+from llm_grade.outcomes import LearnerError, NotImplementedYet, WorkerFailure
 from llm_grade.specimens import ScriptedSeq2Seq
 from llm_grade.strategies import (
     dtypes,
@@ -666,6 +666,8 @@ class TestGPT:
     def test_mixed_precision(self, sub, ref, m, seed, precision, padded, data):
         """the whole model, all of it your own code, runs under torch.autocast and stays
         close to its own float32 result"""
+        # It is graded only once every component is implemented, and only where the model
+        # runs in float32: a component that crashes or gives NaN costs its own checks.
         # end to end on purpose: no trusted oracle inside, and the model is compared with
         # itself, so a wrong (but float32-consistent) component costs only its own checks
         sub.use_oracles([])
@@ -674,7 +676,13 @@ class TestGPT:
         tokens, mask, mask_desc = _tokens(data, kw["vocab_size"], s.B, s.T, padded, "tokens")
         case = case_str(B=s.B, T=s.T, **kw, autocast=precision)
         case += f", mask={mask_desc}\n  tokens={tokens.tolist()}"
-        full = expect_tensor(sub.call(pair.student, tokens, mask), "GPT logits", case=case)
+        sub.flush()  # the model must build and load the weights: that is this check's too
+        try:
+            full = sub.call(pair.student, tokens, mask)
+        except (LearnerError, WorkerFailure):
+            return  # the model does not run in float32: other checks say why, not this one
+        if type(full) is not torch.Tensor or not bool(full.isfinite().all()):
+            return  # likewise: what autocast changes can only be judged on a working model
         low = sub.call(pair.student, tokens, mask, autocast=precision)
         low = expect_tensor(
             low, "GPT logits under autocast", case=case, shape=full.shape, hint=AUTOCAST_HINT

@@ -27,6 +27,17 @@ def main() -> None:
     """
 
 
+def device_option(help_text: str):
+    """``--device``, shared by ``grade`` and ``batch``."""
+    return click.option(
+        "--device",
+        type=click.Choice(["cpu", "cuda", "mps", "auto"]),
+        default="cpu",
+        show_default=True,
+        help=help_text,
+    )
+
+
 @main.command()
 @click.argument("dest", type=click.Path(path_type=Path))
 def init(dest: Path) -> None:
@@ -85,14 +96,10 @@ def init(dest: Path) -> None:
     default=None,
     help="Only grade checks matching this pytest -k expression, e.g. -k MultiHeadAttention.",
 )
-@click.option(
-    "--device",
-    type=click.Choice(["cpu", "cuda", "mps", "auto"]),
-    default="cpu",
-    show_default=True,
-    help="Where learner code runs its tensors. 'auto' picks cuda, else mps, else cpu. "
-    "cpu gives the same scores on every machine; on a GPU, tolerances follow the rubric's "
-    "[tolerance.cuda].",
+@device_option(
+    "Where learner code runs its tensors. 'auto' picks cuda, else mps, else cpu. cpu gives "
+    "the same scores on every machine; on a GPU, tolerances follow the rubric's "
+    "[tolerance.cuda]."
 )
 @click.option(
     "--fail-under",
@@ -219,13 +226,7 @@ def report(results_json: Path, out: Path | None, view: str) -> None:
     default=None,
     help="Only grade checks matching this pytest -k expression (as `llm-grade grade -k`).",
 )
-@click.option(
-    "--device",
-    type=click.Choice(["cpu", "cuda", "mps", "auto"]),
-    default="cpu",
-    show_default=True,
-    help="Where learner code runs its tensors (see `llm-grade grade --help`).",
-)
+@device_option("Where learner code runs its tensors (see `llm-grade grade --help`).")
 @click.option("--force", is_flag=True, help="Grade again even submissions that did not change.")
 def batch(
     submissions: Path,

@@ -97,3 +97,18 @@ def test_a_mask_value_that_overflows_float16_is_caught_end_to_end(reference_copy
     assert losing == {("GPT", "mixed_precision")}
     (check,) = [c for comp in result.components for c in comp.checks if c.name == "mixed_precision"]
     assert "float('-inf')" in check.hint and "float16" in check.hint
+
+
+@pytest.mark.parametrize(
+    "bug_id", ["causal-mask-strict", "softmax-no-max-subtraction", "layernorm-unbiased-variance"]
+)
+def test_the_end_to_end_check_costs_nothing_for_a_bug_elsewhere(bug_id, reference_copy):
+    """GPT.mixed_precision runs the learner's whole model, yet a bug in one component (NaN
+    rows, a float32-consistent error) costs only that component: the check compares the model
+    with itself and is vacuous where the model does not run in float32."""
+    (bug,) = [b for b in BUGS if b.id == bug_id]
+    path = reference_copy / f"{bug.module}.py"
+    path.write_text(path.read_text().replace(bug.find, bug.replace))
+    result = grade(reference_copy, quiet=True, select=f"{_components_of(bug.module)} or GPT")
+    losing = {c.name for c in result.components if c.score < c.max_score}
+    assert losing == {bug.component}
