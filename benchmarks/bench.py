@@ -9,7 +9,9 @@ depend on the machine and its load. Wall times are of subprocesses, medians of `
   same inputs: an in-process grading of ``reference/`` with the executor's ``call`` and
   ``gradients`` timed (there the "learner's" calls are the reference's forward and backward
   passes on exactly the inputs the graders generate).
-- ``llm-grade grade reference --isolation process --out DIR``; the same runs give the **time
+- ``llm-grade grade reference --isolation process --out DIR`` (``--jobs`` 2 by default on two
+  cores: the second group of checks in a second process; also timed with ``--jobs 1``); the
+  same runs give the **time
   to first result** (first pytest progress character at a line start on stdout, read byte by
   byte with PYTHONUNBUFFERED=1), **peak RSS** (``/usr/bin/time -f %M``, else ``os.wait4``:
   the largest *single* process; and the whole tree, sampled from /proc every 50 ms) and the
@@ -258,6 +260,10 @@ def measure(runs: int, with_batch: bool, batch_size: int, class_size: int) -> di
     m["component_s"] = {
         c["name"]: sum(t["duration_s"] for t in c["tests"]) for c in results["components"]
     }
+    step("llm-grade grade --jobs 1 (the checks' two groups one after the other)")
+    m["grade_jobs1"] = median_wall(
+        llm_grade() + ["grade", str(REFERENCE), "--isolation", "process", "--jobs", "1"], runs
+    )
     step("pytest graders/ in-process")
     m["pytest_in_process"] = median_wall(PYTEST, runs)
     step("Hypothesis examples")
@@ -293,6 +299,7 @@ def report(m: dict) -> list[tuple]:
     row("floor: reference's compute on the same inputs", med("raw_compute"))
     row("floor = torch import + that compute", floor)
     row("grade --isolation process (full grade)", grade, "s", "< 10 s", grade < 10)
+    row("  ... the same with --jobs 1", med("grade_jobs1"))
     row("  ... as a multiple of the floor", grade / floor, "x", "<= 3x", grade / floor <= 3)
     row("grade --isolation none (in-process)", med("in_process"))
     row("  ... time to first result", med("first_result"))

@@ -113,7 +113,7 @@ def grade_class(
     ``llm-grade grade --device``.
     """
     submissions = find_submissions(root)
-    args = ["--isolation", isolation]
+    args = ["--isolation", isolation, "--jobs", "1"]  # the class runs `jobs` at a time
     if device != "cpu":
         args += ["--device", device]
     if rubric is not None:

@@ -6,6 +6,7 @@ happen inside the commands so that ``llm-grade --help`` answers instantly.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -102,6 +103,14 @@ def init(dest: Path) -> None:
     "[tolerance.cuda]."
 )
 @click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1, 2),
+    default=None,
+    help="Grading processes (1 or 2). Default: 2 on a machine with two or more cores. The "
+    "score does not depend on it.",
+)
+@click.option(
     "--fail-under",
     type=float,
     default=None,
@@ -116,6 +125,7 @@ def grade(
     view: str,
     select: str | None,
     device: str,
+    jobs: int | None,
     fail_under: float | None,
 ) -> None:
     """Grade SUBMISSION, a folder with your modules (environment.py ... transformer.py).
@@ -143,6 +153,7 @@ def grade(
             view=view,
             select=select,
             device=device,
+            jobs=jobs or (2 if (os.cpu_count() or 1) >= 2 else 1),
         )
     except GradingError as exc:
         raise click.ClickException(str(exc)) from None

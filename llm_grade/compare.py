@@ -179,7 +179,7 @@ def _diff_slice(
     window = (*lead, slice(rows, rows + limit), slice(cols, cols + limit))
 
     def plain(t: torch.Tensor) -> list:
-        return [[round(float(v), 6) for v in row] for row in t[window].to(torch.float64)]
+        return [[round(float(v), 6) for v in row] for row in t[window].detach().to(torch.float64)]
 
     where = ", ".join([*map(str, lead), f"{rows}:{rows + limit}", f"{cols}:{cols + limit}"])
     return {"expected": plain(expected), "got": plain(torch.nan_to_num(got)), "where": f"[{where}]"}

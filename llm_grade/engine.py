@@ -41,6 +41,7 @@ def pytest_args(
     quiet: bool = False,
     extra: list[str] | None = None,
     device: str = "cpu",
+    jobs: int = 1,
 ) -> list[str]:
     """The pytest command line that grades ``submission`` (also used by batch workers)."""
     graders = bundled("graders")
@@ -54,6 +55,7 @@ def pytest_args(
         f"--isolation={isolation}",
         f"--grade-view={view}",
         f"--device={device}",
+        f"--grade-jobs={jobs}",
         "-p",
         "no:unraisableexception",  # its gc.collect() at exit costs 0.2-0.3 s a grading
         "-q",
@@ -82,11 +84,14 @@ def grade(
     quiet: bool = False,
     extra: list[str] | None = None,
     device: str = "cpu",
+    jobs: int = 1,
 ) -> GradeResult:
     """Grade one submission folder; writes ``out/results.json`` when ``out`` is given.
 
     ``device``: ``cpu`` (default: the same score on every machine), ``cuda``, ``mps`` or
-    ``auto`` (the fastest available) for the learner's tensors."""
+    ``auto`` (the fastest available) for the learner's tensors. ``jobs=2`` grades the second
+    of the two fixed groups of checks in a second process (same score, about a third faster
+    on two cores)."""
     import pytest
 
     submission = Path(submission).resolve()
@@ -104,6 +109,7 @@ def grade(
             quiet=quiet,
             extra=extra,
             device=device,
+            jobs=jobs,
         ),
         plugins=[catcher],
     )

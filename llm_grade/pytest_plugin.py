@@ -14,7 +14,10 @@ from __future__ import annotations
 import functools
 import importlib.util
 import platform
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             "grade-view",
             "'learner' hides hidden checks' details, 'instructor' shows all. Default: learner",
         ),
+        (
+            "grade-jobs",
+            "processes that grade at once: 2 runs the second group of checks in a second "
+            "pytest process with its own worker. Default: 1 (the groups run one after the "
+            "other, each with a fresh worker, so the score is the same either way)",
+        ),
+        ("grade-part", "internal: run only this group of checks (2) and save them here"),
         (
             "device",
             "where learner code runs its tensors: cpu, cuda, mps or auto (the fastest there "
@@ -137,12 +147,22 @@ class GradingSession:
         self.learner_view = option(config, "grade_view", "learner") != "instructor"
         self.out_dir = option(config, "grade_out")
         self.device_option = option(config, "device", "cpu")
+        self.jobs = int(option(config, "grade_jobs", 1))
+        self.part = option(config, "grade_part")  # set in the helper process
+        self.group_of: dict[str, int] = {}  # nodeid -> check group (1 or 2)
+        self.order: dict[str, int] = {}  # nodeid -> place in the graders' order
+        self._group: int | None = None  # the group the worker has run so far
+        self._helper: subprocess.Popen | None = None
+        self._helper_dir: str | None = None
+        self.helper_checks: list[CheckResult] = []
         self.device = "cpu"  # resolved once torch is imported
         self.results: dict[str, CheckResult] = {}
         self.static_violations = []
         self._handle = None
         self._transport = None
         self.result: GradeResult | None = None
+        if self.jobs > 1 and not self.part and _will_run(config):
+            self._start_helper(config)
         if self.isolation == "process" and self.submission_path.is_dir() and _will_run(config):
             # the worker imports torch while this process does (two cores, half the wait)
             from .isolation import start_worker
@@ -166,6 +186,61 @@ class GradingSession:
         TOLERANCES.clear()  # this run's rubric and device only, not an earlier run's
         TOLERANCES.update(self.rubric.tolerance)
         TOLERANCES.update(self.rubric.device_tolerance.get(self.device, {}))
+
+    # -------------------------------------------------------------- check groups
+
+    def _start_helper(self, config: pytest.Config) -> None:
+        """Run the second group of checks in another pytest process (it starts its own worker
+        and imports torch on the other core while this one does)."""
+        self._helper_dir = tempfile.mkdtemp(prefix="llm-grade-part-")
+        cmd = [sys.executable, "-m", "pytest", *config.invocation_params.args]
+        cmd += [f"--grade-part={self._helper_dir}", "--grade-jobs=1", "-qq"]
+        cmd += ["-p", "no:terminalreporter", "-p", "no:cacheprovider"]
+        with open(Path(self._helper_dir) / "grading.log", "wb") as log:
+            self._helper = subprocess.Popen(
+                cmd,
+                cwd=config.invocation_params.dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def _collect_helper(self, expected: list[pytest.Item]) -> None:
+        """Wait for the helper; its results (or an error for each check it did not report)."""
+        import json
+
+        from .results import CheckResult
+
+        try:
+            self._helper.wait(timeout=3600)
+        except subprocess.TimeoutExpired:
+            self._helper.kill()
+        part = Path(self._helper_dir) / "part.json"
+        found = {}
+        if part.is_file():
+            found = {d["nodeid"]: CheckResult(**d) for d in json.loads(part.read_text())}
+        log = (Path(self._helper_dir) / "grading.log").read_text(errors="replace")[-2000:]
+        for item in expected:
+            result = found.get(item.nodeid)
+            if result is None:
+                component, check = self.component_of(item)
+                spec = self.rubric.spec(component, check)
+                result = CheckResult(
+                    name=check,
+                    component=component,
+                    title=self.title_of(item),
+                    status="error",
+                    points=0.0,
+                    max_points=spec.points,
+                    hidden=spec.hidden,
+                    nodeid=item.nodeid,
+                    message="The second grading process ended without grading this check "
+                    "(a bug in llm-grade, not in your code: please report it). Its output:\n" + log,
+                )
+            self.results[item.nodeid] = result
+            self.helper_checks.append(result)
+        shutil.rmtree(self._helper_dir, ignore_errors=True)
+        self._helper = None
 
     def masks(self) -> list[Path]:
         """Folders learner code must not see: the reference, the graders, the output."""
@@ -279,6 +354,8 @@ class GradingSession:
                 check.component, ComponentResult(check.component, module_of(check.component))
             )
             comp.checks.append(check)
+        for comp in by_component.values():  # the graders' order, whatever order they ran in
+            comp.checks.sort(key=lambda c: self.order.get(c.nodeid, len(self.order)))
         # a forbidden call anywhere in a component zeroes all of it
         for comp in by_component.values():
             forbidden = [c for c in comp.checks if c.status == "forbidden"]
@@ -303,10 +380,15 @@ class GradingSession:
 
     # -------------------------------------------------------------- hooks
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        """Check every grader against the rubric before anything runs; let ``-k causal_mask``
-        select a component by its API name."""
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]):
+        """Before the other plugins: check every grader against the rubric before anything
+        runs, and let ``-k causal_mask`` select a component by its API name.
+
+        After them (``-k`` has deselected): two fixed groups of checks (alternate items), each
+        run with a fresh worker: in this process one after the other, or the second in a
+        helper process (``--grade-jobs 2``). Which checks share a worker, and so the score,
+        is the same either way."""
         for item in items:
             component, check = self.component_of(item)
             try:
@@ -314,6 +396,18 @@ class GradingSession:
             except Exception as exc:  # RubricError: tell the instructor, stop the run
                 raise pytest.UsageError(str(exc)) from None
             item.extra_keyword_matches.add(component)
+        result = yield
+        self.order = {item.nodeid: n for n, item in enumerate(items)}  # for the results
+        groups = (items[0::2], items[1::2])
+        self.group_of = {i.nodeid: g for g, group in enumerate(groups, 1) for i in group}
+        if self.part:
+            items[:] = groups[1]
+        elif self._helper is not None:
+            self._helper_items = list(groups[1])
+            items[:] = groups[0]
+        else:
+            items[:] = groups[0] + groups[1]
+        return result
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
@@ -364,6 +458,10 @@ class GradingSession:
 
         component, _ = self.component_of(item)
         handle = self.submission()
+        group = self.group_of.get(item.nodeid, 1)
+        if self._group is not None and group != self._group:
+            handle.renew()  # the second group starts with a fresh worker
+        self._group = group
         # credit isolation: while grading one component, every other graded function or class
         # the learner's code uses is the trusted oracle version
         handle.use_oracles([name for name in COMPONENTS if name != component])
@@ -376,6 +474,17 @@ class GradingSession:
                 )
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.part:  # the helper: hand the results over, nothing else
+            import json
+
+            checks = [r.to_dict() for r in self.results.values()]
+            (Path(self.part) / "part.json").write_text(json.dumps(checks), encoding="utf-8")
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+            return
+        if self._helper is not None:
+            self._collect_helper(getattr(self, "_helper_items", []))
         result = self.assemble()
         if self._handle is not None and self.out_dir:
             from .visuals import collect
@@ -394,10 +503,22 @@ class GradingSession:
             _CURRENT.remove(self)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        from .feedback import format_summary
+        from .feedback import format_check, format_summary
 
         if self.result is None or not self.result.components:
             return
+        shown = [c for c in self.helper_checks if c.status not in ("passed", "not_implemented")]
+        if shown:
+            terminalreporter.section("llm-grade: failures found by the second grading process")
+            for check in shown:
+                terminalreporter.write_line(format_check(check, learner_view=self.learner_view))
+                terminalreporter.write_line("")
+        if self.helper_checks:
+            passed = sum(c.status == "passed" for c in self.helper_checks)
+            terminalreporter.write_line(
+                f"(and {len(self.helper_checks)} checks graded in a second process: "
+                f"{passed} passed)"
+            )
         not_started = [c for c in self.result.components if c.status == "not_implemented"]
         terminalreporter.section("llm-grade: points per component")
         for comp in not_started:

@@ -72,11 +72,13 @@ class Submission:
         isolation: str,
         adopt: Callable[[Any, str], dict] | None = None,
         close: Callable[[], None] | None = None,
+        renew: Callable[[], None] | None = None,
     ):
         self.root = Path(root)
         self.isolation = isolation
         self._transport = transport
         self._close = close
+        self._renew = renew
         self.labels: dict[int, str] = {}
         self._oracles: list[str] | None = None
         self.description: dict[str, Any] = {"mode": isolation}
@@ -381,6 +383,15 @@ class Submission:
         self._made.append(ref["ref"])
         return ref
 
+    def renew(self) -> None:
+        """Start over with learner code freshly imported (a new worker, or a new executor
+        in-process): the objects built so far and the oracles in use are forgotten."""
+        self._queue, self._made, self._oracles = [], [], None
+        if self._renew is not None:
+            self._renew()
+        if self.device != "cpu":
+            self.set_device(self.device)
+
     def close(self) -> None:
         self._queue = []
         if self._close is not None:
@@ -414,18 +425,22 @@ def open_submission(
         from .components import MODULES
         from .executor import Executor
 
-        executor = Executor(root, forbidden)
-        for module in MODULES:  # as the worker does: every module is imported up front
-            executor.op_preload(module)
+        executors: list[Executor] = []
+
+        def renew() -> None:
+            executors[:] = [Executor(root, forbidden)]
+            for module in MODULES:  # as the worker does: every module is imported up front
+                executors[0].op_preload(module)
 
         def transport(request: dict) -> dict:
             # copies both ways: learner code never holds the grader's tensors, nor we its
-            reply = executor.handle(sanitize(request))
+            reply = executors[0].handle(sanitize(request))
             if reply["ok"]:
                 reply["value"] = sanitize(reply["value"])
             return reply
 
-        submission = Submission(root, transport, "none")
+        renew()
+        submission = Submission(root, transport, "none", renew=renew)
         submission.description = {
             "mode": "none",
             "trusted": False,
@@ -441,7 +456,9 @@ def open_submission(
             transport = start_worker(
                 root, forbidden=forbidden, limits=limits, masks=masks, sandbox=sandbox, gpu=gpu
             )
-        submission = Submission(root, transport, "process", close=transport.close)
+        submission = Submission(
+            root, transport, "process", close=transport.close, renew=transport.renew
+        )
         submission.describe = transport.describe
         return submission
     raise ValueError(f"unknown isolation mode {isolation!r}; expected 'none' or 'process'")

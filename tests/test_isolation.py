@@ -3,6 +3,7 @@ bubblewrap that says so, and hidden checks that learners never see the details o
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 import pytest
@@ -92,3 +93,36 @@ def test_hidden_checks_show_only_name_and_points_to_learners(tmp_path):
     instructor = format_report(result, learner_view=False)
     assert "hidden test" in learner and "sum to" not in learner.split("hidden test")[1][:300]
     assert "sum to" in instructor
+
+
+def test_each_group_of_checks_gets_a_fresh_worker_whether_serial_or_parallel(tmp_path):
+    """The checks form two fixed groups, each run by a fresh worker: one after the other
+    (--jobs 1), or the second in a helper process (--jobs 2). The same checks share a worker
+    either way, so even a submission with state that leaks between checks scores the same."""
+    root = tmp_path / "submission"
+    shutil.copytree(REFERENCE, root, ignore=shutil.ignore_patterns("__pycache__"))
+    path = root / "attention.py"
+    # state that leaks across checks: softmax breaks after its 25th call in one worker
+    path.write_text(
+        path.read_text().replace(
+            "    x_max = x.amax(dim=dim, keepdim=True)\n",
+            "    global _CALLS\n    _CALLS = globals().get('_CALLS', 0) + 1\n"
+            "    if _CALLS > 25:\n        x = x * 2\n"
+            "    x_max = x.amax(dim=dim, keepdim=True)\n",
+            1,
+        )
+    )
+    select = "softmax or scaled_dot_product_attention or gelu or LayerNorm"
+    serial = grade(root, isolation="process", select=select, quiet=True)
+    parallel = grade(root, isolation="process", select=select, quiet=True, jobs=2)
+    assert serial.isolation["worker_starts"] == 2
+
+    def checks(result):
+        return {
+            (c.component, c.name): (c.status, c.points)
+            for comp in result.components
+            for c in comp.checks
+        }
+
+    assert checks(serial) == checks(parallel)
+    assert serial.score == parallel.score < serial.max_score
