@@ -209,8 +209,6 @@ class GradingSession:
         """Wait for the helper; its results (or an error for each check it did not report)."""
         import json
 
-        from .results import CheckResult
-
         try:
             self._helper.wait(timeout=3600)
         except subprocess.TimeoutExpired:
@@ -223,19 +221,11 @@ class GradingSession:
         for item in expected:
             result = found.get(item.nodeid)
             if result is None:
-                component, check = self.component_of(item)
-                spec = self.rubric.spec(component, check)
-                result = CheckResult(
-                    name=check,
-                    component=component,
-                    title=self.title_of(item),
-                    status="error",
-                    points=0.0,
-                    max_points=spec.points,
-                    hidden=spec.hidden,
-                    nodeid=item.nodeid,
-                    message="The second grading process ended without grading this check "
-                    "(a bug in llm-grade, not in your code: please report it). Its output:\n" + log,
+                result = self.blank_result(item)
+                result.status, result.points = "error", 0.0
+                result.message = (
+                    "The second grading process ended without grading this check "
+                    "(a bug in llm-grade, not in your code: please report it). Its output:\n" + log
                 )
             self.results[item.nodeid] = result
             self.helper_checks.append(result)
@@ -295,10 +285,11 @@ class GradingSession:
         doc = (getattr(item, "function", None).__doc__ or "").strip()
         return doc.splitlines()[0].rstrip(".") if doc else item.originalname
 
-    def record(self, item: pytest.Item, when: str, excinfo, duration: float) -> CheckResult:
+    def blank_result(self, item: pytest.Item) -> CheckResult:
+        """The check's result before anything is known: passed, with its rubric points."""
         component, check = self.component_of(item)
         spec = self.rubric.spec(component, check)
-        result = CheckResult(
+        return CheckResult(
             name=check,
             component=component,
             title=self.title_of(item),
@@ -306,9 +297,12 @@ class GradingSession:
             points=spec.points,
             max_points=spec.points,
             hidden=spec.hidden,
-            duration_s=duration,
             nodeid=item.nodeid,
         )
+
+    def record(self, item: pytest.Item, when: str, excinfo, duration: float) -> CheckResult:
+        result = self.blank_result(item)
+        result.duration_s = duration
         if excinfo is not None:
             exc = _unwrap(excinfo.value)
             if isinstance(exc, Settled):
@@ -327,7 +321,8 @@ class GradingSession:
                     result.counterexample = exc.call
                     result.hint = exc.hint or crash_hint(exc.exc_message)
             elif isinstance(exc, pytest.skip.Exception):
-                result.status, result.points, result.message = "skipped", spec.points, str(exc)
+                result.status, result.message = "skipped", str(exc)
+                result.points = result.max_points  # a skipped check costs nothing
             elif _is_flaky(exc):
                 result.status = "failed"
                 result.message = (
