@@ -74,11 +74,18 @@ def _grade_one(
     except StagingError as exc:
         seconds = time.perf_counter() - started
         return Outcome(name, None, False, seconds, f"{submission.path.name}: {exc}", note)
-    cmd = [sys.executable, "-m", "llm_grade", "grade", str(folder), "--out", str(out), *args]
+    # -I and a neutral working directory: an llm_grade/ folder in the caller's folder (or in
+    # the class folder) is never imported in place of the engine
+    cmd = [sys.executable, "-I", "-m", "llm_grade", "grade", str(folder), "--out", str(out), *args]
     with (out / "grading.log").open("wb") as log:
         try:
             proc = subprocess.run(
-                cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout, stdin=subprocess.DEVNULL
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+                cwd=out,
             )
             code = proc.returncode
         except subprocess.TimeoutExpired:

@@ -39,3 +39,51 @@ def module_of(component: str) -> str:
         return COMPONENTS[component]
     except KeyError:
         raise KeyError(f"{component!r} is not a graded name of API.md") from None
+
+
+# The graded names each component may be built from (API.md): while a component is graded,
+# exactly these (transitively) are trusted oracles in the learner's code, and no trusted
+# implementation of the component itself, or of anything containing it, exists in the worker.
+PARTS: dict[str, tuple[str, ...]] = {
+    "SinusoidalPositionalEncoding": ("sinusoidal_positional_encoding",),
+    "scaled_dot_product_attention": ("softmax",),
+    "AttentionHead": ("scaled_dot_product_attention", "softmax"),
+    "MultiHeadAttention": ("scaled_dot_product_attention", "softmax"),
+    "FeedForward": ("gelu",),
+    "AddNorm": ("LayerNorm",),
+    "EncoderLayer": ("MultiHeadAttention", "AddNorm", "FeedForward", "LayerNorm"),
+    "DecoderLayer": ("MultiHeadAttention", "AddNorm", "FeedForward", "LayerNorm"),
+    "TransformerBlock": ("causal_mask", "LayerNorm", "MultiHeadAttention", "FeedForward"),
+    "Encoder": ("EncoderLayer",),
+    "Decoder": ("DecoderLayer",),
+    "Transformer": (
+        "TokenEmbedding",
+        "SinusoidalPositionalEncoding",
+        "Encoder",
+        "Decoder",
+        "causal_mask",
+        "padding_mask",
+    ),
+    "GPT": (
+        "TokenEmbedding",
+        "LearnedPositionalEmbedding",
+        "TransformerBlock",
+        "LayerNorm",
+        "causal_mask",
+    ),
+    # greedy_decode runs on a trusted Transformer the grader builds
+    "greedy_decode": ("Transformer", "causal_mask", "padding_mask"),
+}
+
+
+def parts_of(component: str) -> tuple[str, ...]:
+    """Every graded name ``component`` may be built from, transitively, in curriculum order
+    (which puts parts before the wholes that contain them)."""
+    found: set[str] = set()
+    todo = list(PARTS.get(component, ()))
+    while todo:
+        name = todo.pop()
+        if name not in found:
+            found.add(name)
+            todo += PARTS.get(name, ())
+    return tuple(name for name in COMPONENTS if name in found)

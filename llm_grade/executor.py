@@ -74,37 +74,31 @@ class Executor:
         self._import_errors: dict[str, dict] = {}
         self.package = f"_llm_grade_submission_{next(_package_ids)}"
         self.oracle_names: list[str] = []
+        # the trusted oracles sent so far (see op_load_oracles): name -> class or function
+        self.oracles: dict[str, Any] = {}
+        self._oracle_ns: dict[str, Any] = {"__name__": "llm_grade_oracles"}
+        self.oracle_codes: set = set()  # their code objects (the runtime guard exempts them)
         self._swap_plan: list | None = None
         self._swap_key: tuple = ()
-        self.guard = RuntimeGuard(self.root, forbidden or {}, _Forbidden)
+        self.guard = RuntimeGuard(
+            self.root, forbidden or {}, _Forbidden, trusted_codes=self.oracle_codes
+        )
         self.device = torch.device("cpu")
         self._make_package()
 
     # ------------------------------------------------------------------ loading
 
     def _make_package(self) -> None:
-        init = self.root / "__init__.py"
-        if init.is_file():
-            spec = importlib.util.spec_from_file_location(
-                self.package, init, submodule_search_locations=[str(self.root)]
-            )
-        else:  # a folder of modules without __init__.py still works as a package
-            spec = importlib.machinery.ModuleSpec(self.package, None, is_package=True)
-            spec.submodule_search_locations = [str(self.root)]
-        package = importlib.util.module_from_spec(spec)
-        sys.modules[self.package] = package
-        if init.is_file():
-            try:
-                with self.guard.active():
-                    spec.loader.exec_module(package)
-            except BaseException as exc:  # noqa: BLE001 - learner code may raise anything
-                self._import_errors["__init__"] = self._error(exc, "__init__", "import __init__.py")
+        """An empty package around the submission's modules, so that their relative imports
+        (``from .attention import softmax``) work. The submission's own ``__init__.py`` is
+        never executed: staging does not even copy it."""
+        spec = importlib.machinery.ModuleSpec(self.package, None, is_package=True)
+        spec.submodule_search_locations = [str(self.root)]
+        sys.modules[self.package] = importlib.util.module_from_spec(spec)
 
     def _module(self, name: str):
         if name in self._modules:
             return self._modules[name]
-        if "__init__" in self._import_errors:
-            raise _ImportFailed(self._import_errors["__init__"])
         if name in self._import_errors:
             raise _ImportFailed(self._import_errors[name])
         if not (self.root / f"{name}.py").is_file():
@@ -379,7 +373,7 @@ class Executor:
         state_dict has loaded the same weights. Then nothing is rebuilt.
         """
         owner = self._obj(target)
-        cls = getattr(_oracle_module(component), component)
+        cls = self._oracle(component)
         try:
             child = owner.get_submodule(path)
         except AttributeError:
@@ -447,8 +441,26 @@ class Executor:
 
     def op_oracle(self, component: str, args: list, kwargs: dict, ref_id: int | None = None) -> Ref:
         """Build a trusted sub-component from :mod:`llm_grade.oracles` (torch.nn code)."""
-        cls = getattr(_oracle_module(component), component)
+        cls = self._oracle(component)
         return self._store(cls(*self._resolve(args), **self._resolve(kwargs)), component, ref_id)
+
+    def op_load_oracles(self, sources: list[list[str]]) -> None:
+        """Define trusted oracles from their source, ``[[name, source], ...]`` with parts
+        before the wholes that use them. Sent by the grader only for the parts of the
+        component it grades: this process never holds a trusted version of that component."""
+        for name, source in sources:
+            if name in self.oracles:
+                continue
+            code = compile(source, f"<llm-grade oracle {name}>", "exec")
+            self.oracle_codes.update(_code_objects(code))
+            exec(code, self._oracle_ns)  # noqa: S102 - trusted source sent by the grader
+            self.oracles[name] = self._oracle_ns[name]
+
+    def _oracle(self, component: str) -> Any:
+        try:
+            return self.oracles[component]
+        except KeyError:  # an engine bug: the grader injects only parts it has sent
+            raise RuntimeError(f"no trusted {component} was sent to this worker") from None
 
     def op_use_oracles(self, names: list[str]) -> None:
         """Credit isolation: while later requests run, the learner's graded functions and
@@ -469,7 +481,7 @@ class Executor:
             module = self._modules.get(module_of(name))
             original = getattr(module, name, None) if module is not None else None
             if callable(original):
-                oracle_by_id[id(original)] = (original, getattr(_oracle_module(name), name))
+                oracle_by_id[id(original)] = (original, self._oracle(name))
         plan = []
         for module in self._modules.values():
             for attr, value in vars(module).items():
@@ -491,8 +503,12 @@ class Executor:
                 setattr(module, attr, original)
 
 
-def _oracle_module(component: str):
-    return importlib.import_module(f"{__package__}.oracles.{module_of(component)}")
+def _code_objects(code) -> Iterator[Any]:
+    """``code`` and every code object nested in it (functions, methods, comprehensions)."""
+    yield code
+    for const in code.co_consts:
+        if hasattr(const, "co_consts"):
+            yield from _code_objects(const)
 
 
 def _plain_loading(module: nn.Module) -> bool:

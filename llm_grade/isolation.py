@@ -42,6 +42,8 @@ class Limits:
     output_kb: int = 64  # learner output kept (the rest is dropped)
     tmp_mb: int = 64  # size of the worker's private /tmp
     reply_mb: int = 256  # largest reply accepted from the worker
+    budget_s: float = 600.0  # the whole submission (both check groups at once with --jobs 2)
+    check_budget_s: float = 60.0  # calls into learner code during one check ("too slow")
 
     @classmethod
     def from_mapping(cls, values: dict[str, float]) -> Limits:
@@ -97,6 +99,28 @@ def _runtime_paths_under(top: str) -> list[str]:
         if inside and path != top and not any(path.startswith(k + "/") for k in kept):
             kept.append(path)
     return kept
+
+
+def trusted_paths() -> list[Path]:
+    """Every folder a worker must not read, wherever llm-grade is installed: the oracles, the
+    bundled reference, graders and example of each ``llm_grade`` package on the import path
+    (an editable install leaves a second copy in site-packages), and beside the package that
+    runs (a source checkout) the reference, the graders, the example, the tests and the
+    benchmarks."""
+    secret = ("reference", "graders", "examples")
+    packages = {Path(__file__).resolve().parent}
+    for entry in sys.path:
+        candidate = Path(entry or ".") / "llm_grade"
+        if candidate.is_dir():
+            packages.add(candidate.resolve())
+    found: set[Path] = set()
+    for package in packages:
+        found.add(package / "oracles")
+        found.update(package / "_bundled" / name for name in secret)
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file():  # a source checkout, not site-packages
+        found.update(checkout / name for name in (*secret, "tests", "benchmarks"))
+    return sorted(p for p in found if p.is_dir())
 
 
 def _tree(pid: int) -> list[int]:
@@ -169,6 +193,8 @@ class WorkerTransport:
         self._seq = 0
         self._starts = 0
         self._handshake_pending = False
+        self.deadline: float | None = None  # time.monotonic() when the submission's time is up
+        self._baseline: tuple[int, int] | None = None  # (processes, threads) when idle
 
     # -------------------------------------------------------------- description
 
@@ -291,6 +317,7 @@ class WorkerTransport:
             raise RuntimeError(f"the grading worker could not start: {exc}\n{tail}") from None
         if not isinstance(hello, dict) or not hello.get("ready"):
             raise RuntimeError("the grading worker sent an unexpected greeting")
+        self._baseline = self._census()
         self._preload()
 
     def start_soon(self) -> None:
@@ -319,7 +346,16 @@ class WorkerTransport:
                     self.limits.call_timeout_s,
                 )
             except WorkerDied as exc:
-                self.broken_modules[module] = exc.record
+                tail = self.output[-1500:].decode("utf-8", errors="replace").strip()
+                what = exc.record["message"]
+                message = f"Importing your {module}.py ended the grading process: {what}."
+                if tail:
+                    message += f"\nThe last output of your code:\n{tail}"
+                self.broken_modules[module] = {
+                    "kind": "import_crash",
+                    "exc_type": exc.record.get("exc_type", "WorkerCrash"),
+                    "message": message,
+                }
                 self.kill()
                 self.start()
                 return
@@ -349,6 +385,7 @@ class WorkerTransport:
         except subprocess.TimeoutExpired:
             pass
         self.proc = None
+        self._baseline = None
         if self._workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -498,10 +535,41 @@ class WorkerTransport:
             self.kill()
             raise WorkerDied(record) from None
 
+    def _census(self) -> tuple[int, int]:
+        """(processes, threads) in the worker's tree, read from /proc (not asked of it)."""
+        pids = _tree(self.proc.pid)
+        threads = 0
+        for pid in pids:
+            try:
+                threads += len(os.listdir(f"/proc/{pid}/task"))
+            except OSError:
+                continue
+        return len(pids), threads
+
+    def _check_leftovers(self, doing: str) -> None:
+        """A call into learner code must leave nothing running: a thread or process still
+        alive after the reply ends this worker, and the call is charged for it."""
+        if self._baseline is None:
+            return
+        processes, threads = self._census()
+        if processes > self._baseline[0] or threads > self._baseline[1]:
+            what = "a process" if processes > self._baseline[0] else "a thread"
+            self.kill()
+            raise WorkerDied(
+                {
+                    "kind": "leftover",
+                    "exc_type": "LeftRunning",
+                    "message": f"killed: your code left {what} running after {doing} "
+                    "returned (it would go on using CPU and memory while other "
+                    "components are graded)",
+                }
+            )
+
     def _answer(self, doing: str, deadline: float) -> dict:
         """The reply to the request sent last, waiting until ``deadline`` at most."""
         reply = self._receive(max(deadline - time.monotonic(), 0.01), doing)
         self._check_tree(doing)  # processes left running after a reply count too
+        self._check_leftovers(doing)
         if not isinstance(reply, dict) or reply.get("id") != self._seq or "ok" not in reply:
             # out of step: something else wrote to the reply pipe
             self.kill()
@@ -528,11 +596,23 @@ class WorkerTransport:
         if self.proc is None:
             self.start()
         doing = f"running {request.get('call') or request['op']}"
+        # a batch (see Submission._batch) may hold several calls into learner code
+        timeout = self.limits.call_timeout_s * len(parts)
+        budget_left = None if self.deadline is None else self.deadline - time.monotonic()
+        if budget_left is not None and budget_left < timeout:
+            timeout = max(budget_left, 0.01)
         try:
-            # a batch (see Submission._batch) may hold several calls into learner code
-            reply = self._roundtrip(request, doing, self.limits.call_timeout_s * len(parts))
+            reply = self._roundtrip(request, doing, timeout)
         except WorkerDied as exc:
-            return {"ok": False, "error": exc.record}
+            record = exc.record
+            if record["kind"] == "timeout" and budget_left is not None and budget_left <= timeout:
+                record = {
+                    "kind": "budget",
+                    "exc_type": "Budget",
+                    "message": "Time budget exhausted while "
+                    f"{doing}: grading this submission took longer than the rubric allows.",
+                }
+            return {"ok": False, "error": record}
         if not isinstance(reply, dict) or "ok" not in reply:
             self.kill()
             return {

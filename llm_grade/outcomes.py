@@ -105,6 +105,13 @@ class WorkerFailure(BaseException):
             "worker": "Your code ended the process (sys.exit, os._exit, a crash in native "
             "code): return values or raise exceptions instead.",
             "protocol": "Return tensors, numbers or tuples of them; nothing else can be graded.",
+            "slow": "Python loops over heads or positions are fine; look for work repeated on "
+            "every call (rebuilding tables, sleeping, recomputing what you could keep), or a "
+            "loop over every element of a tensor.",
+            "budget": "Make the slowest components faster (see the checks that were stopped "
+            "early), then grade again.",
+            "leftover": "Don't start threads or processes: everything a component computes "
+            "must be done when its call returns.",
         }.get(kind, "")
 
 

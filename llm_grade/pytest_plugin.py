@@ -161,14 +161,17 @@ class GradingSession:
         self._handle = None
         self._transport = None
         self.result: GradeResult | None = None
+        self.staged = None  # the copy of the submission that is graded (see stage())
         if self.jobs > 1 and not self.part and _will_run(config):
             self._start_helper(config)
-        if self.isolation == "process" and self.submission_path.is_dir() and _will_run(config):
+        if self.submission_path.is_dir() and _will_run(config):
+            self.stage()
+        if self.isolation == "process" and self.staged is not None:
             # the worker imports torch while this process does (two cores, half the wait)
             from .isolation import start_worker
 
             self._transport = start_worker(
-                self.submission_path,
+                self.staged.root,
                 forbidden=self.rubric.forbidden,
                 limits=self.rubric.limits,
                 masks=self.masks(),
@@ -193,13 +196,16 @@ class GradingSession:
         """Run the second group of checks in another pytest process (it starts its own worker
         and imports torch on the other core while this one does)."""
         self._helper_dir = tempfile.mkdtemp(prefix="llm-grade-part-")
-        cmd = [sys.executable, "-m", "pytest", *config.invocation_params.args]
+        # -I and a neutral working directory: nothing in the caller's folder (a pytest.py, an
+        # llm_grade/ folder, a conftest.py) can stand in for the grader
+        args = _absolute_args(config.invocation_params.args, Path(config.invocation_params.dir))
+        cmd = [sys.executable, "-I", "-m", "pytest", *args]
         cmd += [f"--grade-part={self._helper_dir}", "--grade-jobs=1", "-qq"]
         cmd += ["-p", "no:terminalreporter", "-p", "no:cacheprovider"]
         with open(Path(self._helper_dir) / "grading.log", "wb") as log:
             self._helper = subprocess.Popen(
                 cmd,
-                cwd=config.invocation_params.dir,
+                cwd=self._helper_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -216,10 +222,13 @@ class GradingSession:
         part = Path(self._helper_dir) / "part.json"
         found = {}
         if part.is_file():
-            found = {d["nodeid"]: CheckResult(**d) for d in json.loads(part.read_text())}
+            try:
+                found = {d["nodeid"]: CheckResult(**d) for d in json.loads(part.read_text())}
+            except (ValueError, TypeError, KeyError):
+                found = {}
         log = (Path(self._helper_dir) / "grading.log").read_text(errors="replace")[-2000:]
         for item in expected:
-            result = found.get(item.nodeid)
+            result = self._validated(item, found.get(item.nodeid))
             if result is None:
                 result = self.blank_result(item)
                 result.status, result.points = "error", 0.0
@@ -232,11 +241,34 @@ class GradingSession:
         shutil.rmtree(self._helper_dir, ignore_errors=True)
         self._helper = None
 
-    def masks(self) -> list[Path]:
-        """Folders learner code must not see: the reference, the graders, the output."""
-        from .paths import bundled
+    def stage(self) -> None:
+        """Copy the submission's modules into a fresh folder: only that copy is ever
+        imported (see :func:`llm_grade.staging.stage_folder`)."""
+        from .staging import stage_folder
 
-        masks = [bundled("reference"), self.graders_dir, bundled("graders")]
+        self._stage_dir = tempfile.mkdtemp(prefix="llm-grade-staged-")
+        self.staged = stage_folder(self.submission_path, Path(self._stage_dir) / "submission")
+
+    def _validated(self, item: pytest.Item, result: CheckResult | None) -> CheckResult | None:
+        """The helper's result for ``item`` with name, points and visibility from this
+        process's rubric (the helper reports outcomes, it does not decide points)."""
+        from .results import STATUSES
+
+        if result is None or result.status not in STATUSES:
+            return None
+        blank = self.blank_result(item)
+        blank.status = result.status
+        blank.points = blank.max_points if result.status in ("passed", "skipped") else 0.0
+        for name in ("message", "hint", "counterexample", "traceback", "duration_s", "diff"):
+            setattr(blank, name, getattr(result, name))
+        return blank
+
+    def masks(self) -> list[Path]:
+        """Folders learner code must not see: every copy of the reference, the graders and
+        the oracles, the graders in use, the learner's original folder and the output."""
+        from .isolation import trusted_paths
+
+        masks = [*trusted_paths(), self.graders_dir, self.submission_path]
         if self.out_dir:
             masks.append(Path(self.out_dir))
         return masks
@@ -248,9 +280,11 @@ class GradingSession:
             from .forbidden import scan_submission
             from .submission import open_submission
 
-            self.static_violations = scan_submission(self.submission_path, self.rubric.forbidden)
+            if self.staged is None:  # not a folder: open_submission says so
+                raise FileNotFoundError(f"submission folder {self.submission_path} does not exist")
+            self.static_violations = scan_submission(self.staged.root, self.rubric.forbidden)
             self._handle = open_submission(
-                self.submission_path,
+                self.staged.root,
                 isolation=self.isolation,
                 forbidden=self.rubric.forbidden,
                 limits=self.rubric.limits,
@@ -261,6 +295,11 @@ class GradingSession:
             self._transport = None
             if self.device != "cpu":
                 self._handle.set_device(self.device)
+            from .isolation import Limits
+
+            limits = Limits.from_mapping(self.rubric.limits)
+            spent = time.perf_counter() - self.started
+            self._handle.set_budget(limits.budget_s - spent, limits.check_budget_s)
         return self._handle
 
     def reference(self):
@@ -370,6 +409,8 @@ class GradingSession:
             environment(self.device),
             isolation,
             str(self.rubric.path),
+            sources=dict(self.staged.sources) if self.staged else {},
+            notes=list(self.staged.notes) if self.staged else [],
         )
         return self.result
 
@@ -393,6 +434,13 @@ class GradingSession:
             item.extra_keyword_matches.add(component)
         result = yield
         self.order = {item.nodeid: n for n, item in enumerate(items)}  # for the results
+        # parts before the wholes that contain them (curriculum order): a worker is sent the
+        # trusted parts of what it grades, so it never holds a trusted version of a component
+        # before that component's own checks are done
+        from .components import COMPONENTS
+
+        rank = {name: n for n, name in enumerate(COMPONENTS)}
+        items.sort(key=lambda item: rank[self.component_of(item)[0]])
         groups = (items[0::2], items[1::2])
         self.group_of = {i.nodeid: g for g, group in enumerate(groups, 1) for i in group}
         if self.part:
@@ -449,7 +497,7 @@ class GradingSession:
         return result
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        from .components import COMPONENTS
+        from .components import parts_of
 
         component, _ = self.component_of(item)
         handle = self.submission()
@@ -457,9 +505,10 @@ class GradingSession:
         if self._group is not None and group != self._group:
             handle.renew()  # the second group starts with a fresh worker
         self._group = group
-        # credit isolation: while grading one component, every other graded function or class
-        # the learner's code uses is the trusted oracle version
-        handle.use_oracles([name for name in COMPONENTS if name != component])
+        handle.begin_check(component)  # ends at once when time is up or it was too slow
+        # credit isolation: while grading one component, the graded parts it is built from
+        # (API.md) are trusted oracles wherever the learner's code uses them
+        handle.use_oracles(list(parts_of(component)))
         for violation in self.static_violations:
             if violation.component == component:
                 from .outcomes import ForbiddenCall
@@ -485,7 +534,11 @@ class GradingSession:
             from .visuals import collect
 
             # pictures for the HTML report (a handful of calls, through the same handle)
-            result.artifacts = collect(self._handle, self.reference())
+            self._handle.begin_check("")
+            try:
+                result.artifacts = collect(self._handle, self.reference())
+            except WorkerFailure:  # out of time: the report goes without pictures
+                result.artifacts = {}
         if self.out_dir:
             result.write_json(Path(self.out_dir) / "results.json")
         if self._handle is not None:
@@ -494,6 +547,8 @@ class GradingSession:
         if self._transport is not None:  # started, never used (nothing was selected)
             self._transport.close()
             self._transport = None
+        if self.staged is not None:
+            shutil.rmtree(self._stage_dir, ignore_errors=True)
         if self in _CURRENT:
             _CURRENT.remove(self)
 
@@ -529,6 +584,29 @@ class GradingSession:
             )
         elif "unavailable" in self.result.isolation.get("sandbox", ""):
             terminalreporter.write_line(f"(sandbox: {self.result.isolation['sandbox']})")
+
+
+_PATTERN_OPTIONS = {"-k", "-m", "-p", "-o", "--deselect"}
+
+
+def _absolute_args(args: tuple[str, ...] | list[str], cwd: Path) -> list[str]:
+    """``args`` with every path relative to ``cwd`` made absolute (for a process started
+    elsewhere): test paths, ``--submission=DIR`` and the like; -k/-m/-p values stay as given."""
+    out: list[str] = []
+    previous = ""
+    for arg in args:
+        if previous in _PATTERN_OPTIONS or arg.startswith("-") and "=" not in arg:
+            out.append(arg)
+        elif arg.startswith("-"):
+            name, _, value = arg.partition("=")
+            keep = name in _PATTERN_OPTIONS or not value or not (cwd / value).exists()
+            out.append(arg if keep else f"{name}={(cwd / value).resolve()}")
+        else:
+            path = arg.split("::")[0]
+            found = (cwd / path).exists()
+            out.append(str((cwd / path).resolve()) + arg[len(path) :] if found else arg)
+        previous = arg
+    return out
 
 
 def _will_run(config: pytest.Config) -> bool:

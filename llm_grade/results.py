@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .text import clean_text
+
 STATUSES = ("passed", "failed", "error", "not_implemented", "forbidden", "skipped")
 SCHEMA_VERSION = 1
 
@@ -35,6 +37,14 @@ class CheckResult:
     # a small 2-D slice where the output differs: {"expected": [[float]], "got": [[float]],
     # "where": str}; the HTML report draws |got - expected| from it
     diff: dict | None = None
+
+    def __post_init__(self) -> None:
+        # learner-controlled text (messages, tracebacks, printed values) never reaches a
+        # terminal or a file with escapes or control characters in it
+        for name in ("title", "message", "hint", "counterexample", "traceback"):
+            setattr(self, name, clean_text(getattr(self, name)))
+        if self.diff and isinstance(self.diff.get("where"), str):
+            self.diff["where"] = clean_text(self.diff["where"])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +96,14 @@ class GradeResult:
     # pictures of what the learner's code computes on a fixed input (attention weights,
     # positional encodings, LayerNorm statistics), as plain JSON lists; see llm_grade/report.py
     artifacts: dict = field(default_factory=dict)
+    # module file name -> SHA-256 of the bytes that were graded
+    sources: dict[str, str] = field(default_factory=dict)
+    # what the grader left out of the submission, and why (symbolic links, __init__.py, ...)
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.submission = clean_text(self.submission)
+        self.notes = [clean_text(n) for n in self.notes]
 
     @property
     def score(self) -> float:
@@ -107,6 +125,8 @@ class GradeResult:
             "rubric": self.rubric,
             "components": [c.to_dict() for c in self.components],
             "artifacts": self.artifacts,
+            "sources": self.sources,
+            "notes": self.notes,
         }
 
     def write_json(self, path: Path) -> None:
@@ -127,4 +147,6 @@ class GradeResult:
             isolation=data.get("isolation", {}),
             rubric=data.get("rubric", ""),
             artifacts=data.get("artifacts") or {},
+            sources=data.get("sources") or {},
+            notes=data.get("notes") or [],
         )

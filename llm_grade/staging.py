@@ -286,3 +286,49 @@ def stage_notebook(notebook: Path, dest: Path) -> list[Path]:
         path.write_text(source, encoding="utf-8")
         written.append(path)
     return written
+
+
+# ------------------------------------------------------------------------- folders
+
+
+@dataclass
+class StagedFolder:
+    """A submission as the worker sees it: the curriculum modules, copied as plain files."""
+
+    root: Path  # the fresh folder that is graded
+    sources: dict[str, str]  # module file name -> SHA-256 of the bytes graded
+    notes: list[str]  # what staging left out, and why (for the report)
+
+
+def stage_folder(src: Path, dest: Path, rewrite=None) -> StagedFolder:
+    """Copy the curriculum modules of the folder ``src`` into the new folder ``dest``.
+
+    Only regular ``<module>.py`` files at the top of ``src`` are copied: no ``__pycache__``
+    (compiled bytecode would run instead of the source that was checked), no symbolic links
+    (a link could point at trusted code), no hidden files, and not the submission's
+    ``__init__.py`` (the engine makes the package itself). ``rewrite(module, source)``, when
+    given, returns the text to stage instead (the submission policy removes refused code).
+    """
+    src, dest = Path(src), Path(dest)
+    dest.mkdir(parents=True, exist_ok=False)
+    sources: dict[str, str] = {}
+    notes: list[str] = []
+    if (src / "__init__.py").is_file():
+        notes.append("__init__.py is not run by the grader (the engine makes the package).")
+    for module in MODULES:
+        path = src / f"{module}.py"
+        if path.is_symlink():
+            notes.append(f"{path.name} is a symbolic link and was not graded: submit the file.")
+            continue
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if len(data) > MAX_SOURCE:
+            notes.append(f"{path.name} is over {MAX_SOURCE // 2**20} MiB and was not graded.")
+            continue
+        text = data.decode("utf-8", errors="replace")
+        if rewrite is not None:
+            text = rewrite(module, text)
+        (dest / path.name).write_text(text, encoding="utf-8")
+        sources[path.name] = hashlib.sha256(data).hexdigest()
+    return StagedFolder(dest, sources, notes)

@@ -9,7 +9,9 @@ transport's business: in-process (``isolation="none"``) or a sandboxed worker pr
 
 from __future__ import annotations
 
+import functools
 import itertools
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from .executor import GRADER_IDS
 from .outcomes import (
     CheckFailure,
     ForbiddenCall,
+    GradingOutcome,
     LearnerError,
     MissingComponent,
     NotImplementedYet,
@@ -81,6 +84,7 @@ class Submission:
         self._renew = renew
         self.labels: dict[int, str] = {}
         self._oracles: list[str] | None = None
+        self._sent: set[str] = set()  # oracles whose source the executor has
         self.description: dict[str, Any] = {"mode": isolation}
         # requests whose answer the grader does not need right away wait here and travel with
         # the next request that needs one (one round trip instead of several)
@@ -88,22 +92,73 @@ class Submission:
         self._made: list[int] = []  # objects built in the current Hypothesis example
         self._ids = itertools.count(GRADER_IDS)
         self.device = "cpu"
+        # time bounds, decided here on the trusted side (see set_budget / begin_check)
+        self.deadline: float | None = None  # time.monotonic() when the submission's time is up
+        self.check_budget_s: float | None = None  # seconds of learner calls one check may use
+        self._check: str = ""  # the component whose check runs now
+        self._check_spent = 0.0
+        self.too_slow: dict[str, str] = {}  # component -> why it stopped early
 
     def describe(self) -> dict[str, Any]:
         """How learner code ran (mode, sandbox, limits), for results.json and reports."""
         return self.description
+
+    # ----------------------------------------------------------------- time
+
+    def set_budget(self, total_s: float | None, check_s: float | None) -> None:
+        """At most ``total_s`` seconds for the whole submission from now, and ``check_s``
+        seconds of calls into learner code per check."""
+        self.deadline = None if total_s is None else time.monotonic() + total_s
+        self.check_budget_s = check_s
+        if hasattr(self._transport, "deadline"):
+            self._transport.deadline = self.deadline
+
+    def begin_check(self, component: str) -> None:
+        """A check of ``component`` starts: it ends at once when the submission's time is up
+        or an earlier check of the component was too slow."""
+        self._check, self._check_spent = component, 0.0
+        if component in self.too_slow:
+            raise WorkerFailure(component, "", "slow", self.too_slow[component])
+        self._check_deadline()
+
+    def _check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise WorkerFailure(
+                self._check,
+                "",
+                "budget",
+                "Time budget exhausted: grading this submission took longer than the "
+                "rubric allows, so its remaining checks were not run (0 points).",
+            )
+
+    def _send(self, request: dict) -> dict:
+        """One round trip through the transport, timed against the budgets."""
+        self._check_deadline()
+        started = time.monotonic()
+        try:
+            return self._transport(request)
+        finally:
+            self._check_spent += time.monotonic() - started
+            limit = self.check_budget_s
+            if limit is not None and self._check and self._check_spent > limit:
+                why = (
+                    f"Too slow: this check's calls into your code took {self._check_spent:.0f} s "
+                    f"(the limit is {limit:g} s per check), so {self._check} was stopped early."
+                )
+                self.too_slow[self._check] = why
+                raise WorkerFailure(self._check, "", "slow", why)
 
     # ----------------------------------------------------------------- plumbing
 
     def _request(self, op: str, component: str, call: str, /, **args: Any) -> Any:
         request = {"op": op, "component": component, "call": call, "args": args}
         if not self._queue:
-            reply = self._transport(request)
+            reply = self._send(request)
             if reply["ok"]:
                 return reply["value"]
             raise self._outcome(reply["error"], component, call)
         queued, self._queue = [*self._queue, (request, component, call)], []
-        return self._batch_value(queued, self._transport(self._batch(queued)))
+        return self._batch_value(queued, self._send(self._batch(queued)))
 
     @staticmethod
     def _batch(queued: list[tuple[dict, str, str]]) -> dict:
@@ -137,12 +192,12 @@ class Submission:
         """Send queued requests now and wait; raise the first error among them."""
         if self._queue:
             queued, self._queue = self._queue, []
-            self._batch_value(queued, self._transport(self._batch(queued)))
+            self._batch_value(queued, self._send(self._batch(queued)))
 
     def end_example(self) -> None:
         """A Hypothesis example ended: drop what it left queued (it raised before its requests
         were needed) and forget the objects it built (that request goes with the next one)."""
-        session = ("release", "use_oracles", "device")
+        session = ("release", "load_oracles", "use_oracles", "device")
         self._queue = [q for q in self._queue if q[0]["op"] in session]
         if self._made:
             self._defer("release", "", "", refs=self._made)
@@ -173,7 +228,14 @@ class Submission:
                 state_dict_message(error.get("component") or component, report),
                 hint=STATE_DICT_HINT,
             )
-        if kind in ("timeout", "limit", "worker", "protocol"):  # see isolation.py
+        if kind == "import_crash":  # the module ended the worker while it was imported
+            return GradingOutcome(
+                error["message"],
+                hint="Code at the top level of a module runs when it is imported: keep only "
+                "imports, definitions and constants there (demos go under "
+                'if __name__ == "__main__":), and never exit the process.',
+            )
+        if kind in ("timeout", "limit", "worker", "protocol", "leftover", "budget"):
             return WorkerFailure(component, call, kind, error.get("message", "the worker failed"))
         return LearnerError(
             component,
@@ -367,6 +429,11 @@ class Submission:
         """From now on, learner code sees the trusted versions of these graded names (e.g.
         while grading ``EncoderLayer``, its ``MultiHeadAttention``, ``AddNorm`` and
         ``FeedForward`` are the oracles; while grading ``MultiHeadAttention``, ``softmax`` is)."""
+        new = [name for name in names if name not in self._sent]
+        if new:  # parts come before the wholes that use them (curriculum order)
+            sources = [[name, _oracle_source(name)] for name in new]
+            self._defer("load_oracles", "", "oracles", sources=sources)
+            self._sent.update(new)
         if list(names) != self._oracles:  # unchanged between checks of one component
             self._defer("use_oracles", "", "oracles", names=list(names))
             self._oracles = list(names)
@@ -387,6 +454,7 @@ class Submission:
         """Start over with learner code freshly imported (a new worker, or a new executor
         in-process): the objects built so far and the oracles in use are forgotten."""
         self._queue, self._made, self._oracles = [], [], None
+        self._sent = set()
         if self._renew is not None:
             self._renew()
         if self.device != "cpu":
@@ -396,6 +464,13 @@ class Submission:
         self._queue = []
         if self._close is not None:
             self._close()
+
+
+@functools.cache
+def _oracle_source(name: str) -> str:
+    from .oracles import source_of
+
+    return source_of(name)
 
 
 def open_submission(

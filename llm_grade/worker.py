@@ -1,9 +1,9 @@
 """The worker process: the only place where learner code runs under ``--isolation process``.
 
 Started by :mod:`llm_grade.isolation` (inside bubblewrap where available), it imports the
-engine modules it needs, closes the doors to the trusted code (``reference/``, ``graders/``
-and llm-grade's bundled data are removed from ``sys.path`` and refused by an import hook),
-then answers framed requests on one pipe with framed replies on another. Everything it sends
+engine modules it needs, closes the doors to the trusted code (an import hook refuses
+``reference``, ``graders``, the tests and the rest of ``llm_grade``; the sandbox masks their
+files), then answers framed requests on one pipe with framed replies on another. Everything it sends
 is encoded by :func:`llm_grade.wire.encode`: plain data only.
 """
 
@@ -15,15 +15,24 @@ import json
 import os
 import sys
 
-BLOCKED_TOP_LEVEL = ("reference", "graders", "tests", "_llm_grade_reference")
+BLOCKED_TOP_LEVEL = (
+    "reference",
+    "graders",
+    "tests",
+    "examples",
+    "benchmarks",
+    "_llm_grade_reference",
+    "llm_grade",  # the engine modules the worker needs are imported before this is installed
+)
 
 
 class _BlockTrustedImports(importlib.abc.MetaPathFinder):
-    """Refuse imports of the reference, the graders and llm-grade's bundled copies."""
+    """Refuse imports of the reference, the graders, the tests, the bundled copies and any
+    part of llm-grade not already loaded (the oracles are not on this side at all: the grader
+    sends the parts a check needs as source, see ``Executor.op_load_oracles``)."""
 
     def find_spec(self, fullname, path=None, target=None):
-        top = fullname.split(".")[0]
-        if top in BLOCKED_TOP_LEVEL or fullname.startswith("llm_grade._bundled"):
+        if fullname.split(".")[0] in BLOCKED_TOP_LEVEL:
             raise ImportError(f"{fullname} is not available to submissions")
         return None
 
@@ -66,22 +75,11 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    # import every engine module learner code may need *before* closing the doors
+    # import every engine module the worker needs *before* closing the doors; the import path
+    # stays whole (torch imports sympy, numpy... lazily), only trusted code is refused, and
+    # under bubblewrap its files are masked wherever they are installed
     from . import executor, specimens, wire  # noqa: F401
-    from .oracles import (  # noqa: F401
-        attention,
-        blocks,
-        embeddings,
-        environment,
-        feedforward,
-        normalization,
-        transformer,
-    )
 
-    engine_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    sys.path[:] = [
-        p for p in sys.path if p and os.path.abspath(p) != engine_root and os.path.isdir(p)
-    ]
     sys.meta_path.insert(0, _BlockTrustedImports())
 
     fd_in, fd_out = args.fd_in, args.fd_out

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from lg_paths import GRADERS, REFERENCE
+from lg_paths import GRADERS, ORACLES, REFERENCE
 
 
 @pytest.fixture
@@ -25,3 +25,18 @@ def rubric_without_forbidden_rule(tmp_path_factory: pytest.TempPathFactory) -> P
     path = tmp_path_factory.mktemp("rubric") / "rubric.toml"
     path.write_text(text.replace("forbidden_api_rule = true", "forbidden_api_rule = false"))
     return path
+
+
+@pytest.fixture(scope="session")
+def torch_nn_variant(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The oracles (a correct solution written with torch.nn building blocks) as a submission
+    folder: a submission's ``__init__.py`` is never run, so the decorator the oracles import
+    from theirs becomes a plain one here."""
+    dest = tmp_path_factory.mktemp("torch-nn-variant")
+    for path in ORACLES.glob("*.py"):
+        if path.name != "__init__.py":
+            text = path.read_text().replace(
+                "from . import recorded\n", "\n\ndef recorded(cls):\n    return cls\n"
+            )
+            (dest / path.name).write_text(text)
+    return dest

@@ -4,7 +4,7 @@ different Hypothesis seeds in the exploring ``llm-grade-dev`` profile."""
 from __future__ import annotations
 
 import pytest
-from lg_paths import ORACLES, REFERENCE
+from lg_paths import REFERENCE
 
 from llm_grade.engine import grade
 
@@ -13,9 +13,13 @@ SEEDS = range(20)
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("which", ["reference", "torch.nn variant"])
-def test_correct_submissions_never_fail(which, seed, rubric_without_forbidden_rule):
+def test_correct_submissions_never_fail(
+    which, seed, rubric_without_forbidden_rule, torch_nn_variant
+):
     submission, rubric = (
-        (REFERENCE, None) if which == "reference" else (ORACLES, rubric_without_forbidden_rule)
+        (REFERENCE, None)
+        if which == "reference"
+        else (torch_nn_variant, rubric_without_forbidden_rule)
     )
     result = grade(
         submission,

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from lg_paths import GRADERS, ORACLES, REFERENCE, STUBS
+from lg_paths import GRADERS, REFERENCE, STUBS
 
 from llm_grade.components import COMPONENTS
 from llm_grade.engine import grade
@@ -67,9 +67,9 @@ def test_stubs_score_zero_and_every_component_is_not_implemented():
 
 
 def test_torch_nn_variant_scores_full_marks_without_the_forbidden_api_rule(
-    rubric_without_forbidden_rule,
+    rubric_without_forbidden_rule, torch_nn_variant
 ):
-    result = grade(ORACLES, rubric=rubric_without_forbidden_rule, quiet=True)
+    result = grade(torch_nn_variant, rubric=rubric_without_forbidden_rule, quiet=True)
     failing = [
         (c.component, c.name, c.message)
         for comp in result.components
@@ -80,8 +80,10 @@ def test_torch_nn_variant_scores_full_marks_without_the_forbidden_api_rule(
     assert result.score == result.max_score
 
 
-def test_torch_nn_variant_is_zeroed_where_the_rule_forbids_its_calls():
-    result = grade(ORACLES, quiet=True, select="softmax or MultiHeadAttention or causal_mask")
+def test_torch_nn_variant_is_zeroed_where_the_rule_forbids_its_calls(torch_nn_variant):
+    result = grade(
+        torch_nn_variant, quiet=True, select="softmax or MultiHeadAttention or causal_mask"
+    )
     by_name = {comp.name: comp for comp in result.components}
     for name in ("softmax", "MultiHeadAttention"):
         assert by_name[name].score == 0

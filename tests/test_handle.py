@@ -107,7 +107,7 @@ def test_an_oracle_already_in_place_is_not_rebuilt_but_a_different_one_is(ref):
     sub.flush()
     layer = executor.objects[pair.student["ref"]]
     kept = layer.self_attn
-    assert type(kept).__module__ == "llm_grade.oracles.attention"
+    assert type(kept) is executor.oracles["MultiHeadAttention"]  # the trusted one, sent as source
     # the learner's layer built the oracle itself, with the same arguments: kept as it is
     sub.inject_oracle(
         pair.student,

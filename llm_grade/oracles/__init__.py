@@ -41,3 +41,43 @@ def recorded(cls):
     cls.__init__ = __init__
     cls.bind_init = staticmethod(bind_init)
     return cls
+
+
+def source_of(component: str) -> str:
+    """The Python source that defines the oracle ``component`` on its own, for a worker that
+    cannot read this package (it is masked there): the oracle module's absolute imports and
+    helpers, :func:`recorded`, and the one definition. Names of other oracles it uses
+    (``MultiHeadAttention`` inside ``EncoderLayer``) are expected in the namespace it runs in,
+    where the engine has put those parts first."""
+    import ast
+    from pathlib import Path
+
+    from ..components import COMPONENTS, module_of
+
+    here = Path(__file__).resolve().parent
+    init = (here / "__init__.py").read_text(encoding="utf-8")
+    init_tree = ast.parse(init)
+    recorded_src = next(
+        ast.get_source_segment(init, n)
+        for n in init_tree.body
+        if isinstance(n, ast.FunctionDef) and n.name == "recorded"
+    )
+    text = (here / f"{module_of(component)}.py").read_text(encoding="utf-8")
+    tree = ast.parse(text)
+    head = ["from __future__ import annotations", "import functools", "import inspect"]
+    body = []
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and (node.level or node.module == "__future__"):
+            continue  # relative imports: the parts are already in the namespace
+        name = getattr(node, "name", None)
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            head.append(ast.get_source_segment(text, node))
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # the module docstring
+        elif name in COMPONENTS and name != component:
+            continue  # another oracle of the same module: not sent
+        else:
+            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            lines = text.splitlines()[start - 1 : node.end_lineno]
+            body.append("\n".join(lines))
+    return "\n".join(head) + "\n\n" + recorded_src + "\n\n" + "\n\n".join(body) + "\n"
