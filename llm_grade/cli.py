@@ -28,6 +28,17 @@ def main() -> None:
     """
 
 
+def sandbox_option(default: str, help_text: str):
+    """``--sandbox``, shared by ``grade`` and ``batch``."""
+    return click.option(
+        "--sandbox",
+        type=click.Choice(["auto", "bubblewrap", "none"]),
+        default=default,
+        show_default=True,
+        help=help_text,
+    )
+
+
 def device_option(help_text: str):
     """``--device``, shared by ``grade`` and ``batch``."""
     return click.option(
@@ -110,6 +121,11 @@ def init(dest: Path) -> None:
     help="Grading processes (1 or 2). Default: 2 on a machine with two or more cores. The "
     "score does not depend on it.",
 )
+@sandbox_option(
+    "auto",
+    "With --isolation process: 'bubblewrap' requires the sandbox, 'none' runs the worker with "
+    "resource limits only, 'auto' uses bubblewrap where it works (the results say which).",
+)
 @click.option(
     "--fail-under",
     type=float,
@@ -126,6 +142,7 @@ def grade(
     select: str | None,
     device: str,
     jobs: int | None,
+    sandbox: str,
     fail_under: float | None,
 ) -> None:
     """Grade SUBMISSION, a folder with your modules (environment.py ... transformer.py).
@@ -154,6 +171,7 @@ def grade(
             select=select,
             device=device,
             jobs=jobs or (2 if (os.cpu_count() or 1) >= 2 else 1),
+            sandbox=sandbox,
         )
     except GradingError as exc:
         raise click.ClickException(str(exc)) from None

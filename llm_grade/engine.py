@@ -42,6 +42,7 @@ def pytest_args(
     extra: list[str] | None = None,
     device: str = "cpu",
     jobs: int = 1,
+    sandbox: str = "auto",
 ) -> list[str]:
     """The pytest command line that grades ``submission`` (also used by batch workers)."""
     graders = bundled("graders")
@@ -56,6 +57,9 @@ def pytest_args(
         f"--grade-view={view}",
         f"--device={device}",
         f"--grade-jobs={jobs}",
+        f"--grade-sandbox={sandbox}",
+        "-c",
+        str(graders / "pytest.ini"),  # never an ini file from the caller's folder
         "-p",
         "no:unraisableexception",  # its gc.collect() at exit costs 0.2-0.3 s a grading
         "-q",
@@ -85,13 +89,15 @@ def grade(
     extra: list[str] | None = None,
     device: str = "cpu",
     jobs: int = 1,
+    sandbox: str = "auto",
 ) -> GradeResult:
     """Grade one submission folder; writes ``out/results.json`` when ``out`` is given.
 
     ``device``: ``cpu`` (default: the same score on every machine), ``cuda``, ``mps`` or
     ``auto`` (the fastest available) for the learner's tensors. ``jobs=2`` grades the second
     of the two fixed groups of checks in a second process (same score, about a third faster
-    on two cores)."""
+    on two cores). ``sandbox``: ``auto``, ``bubblewrap`` (required) or ``none`` (process
+    isolation with resource limits only)."""
     import pytest
 
     submission = Path(submission).resolve()
@@ -110,6 +116,7 @@ def grade(
             extra=extra,
             device=device,
             jobs=jobs,
+            sandbox=sandbox,
         ),
         plugins=[catcher],
     )

@@ -182,6 +182,7 @@ class WorkerTransport:
         self.forbidden = forbidden
         self.limits = limits
         self.masks = [Path(m).resolve() for m in masks if Path(m).exists()]
+        self.sandbox = sandbox
         self.bwrap = bubblewrap() if sandbox in ("auto", "bwrap") else None
         if sandbox == "bwrap" and self.bwrap is None:
             raise RuntimeError("bubblewrap was requested but is not available on this machine")
@@ -205,9 +206,11 @@ class WorkerTransport:
                 "reference/ and graders/ masked"
             )
         else:
+            why = "--sandbox none" if self.sandbox == "none" else "bubblewrap unavailable"
             sandbox = (
-                "none (bubblewrap unavailable): resource limits and process-group kill "
-                "only; learner code could read files on this machine"
+                f"none ({why}): resource limits and process-group kill only; learner code "
+                "could read and write files on this machine that the submission policy "
+                "does not stop"
             )
         return {
             "mode": "process",

@@ -52,6 +52,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             "iteration; untrusted) or 'process' (sandboxed worker). Default: none",
         ),
         (
+            "grade-sandbox",
+            "with --isolation process: 'auto' (bubblewrap where it works, else resource "
+            "limits only, said in the results), 'bubblewrap' (required) or 'none'. "
+            "Default: auto",
+        ),
+        (
             "grade-view",
             "'learner' hides hidden checks' details, 'instructor' shows all. Default: learner",
         ),
@@ -144,6 +150,8 @@ class GradingSession:
         self.rubric = load_rubric(Path(option(config, "rubric", graders_dir / "rubric.toml")))
         self.submission_path = Path(option(config, "submission", bundled("stubs"))).resolve()
         self.isolation = option(config, "isolation", "none")
+        sandbox = option(config, "grade_sandbox", "auto")
+        self.sandbox = "bwrap" if sandbox == "bubblewrap" else sandbox
         self.learner_view = option(config, "grade_view", "learner") != "instructor"
         self.out_dir = option(config, "grade_out")
         self.device_option = option(config, "device", "cpu")
@@ -175,6 +183,7 @@ class GradingSession:
                 forbidden=self.rubric.forbidden,
                 limits=self.rubric.limits,
                 masks=self.masks(),
+                sandbox=self.sandbox,
                 gpu=self.device_option in ("cuda", "auto"),
             )
 
@@ -289,6 +298,7 @@ class GradingSession:
                 forbidden=self.rubric.forbidden,
                 limits=self.rubric.limits,
                 masks=self.masks(),
+                sandbox=self.sandbox,
                 transport=self._transport,
                 gpu=self.device == "cuda",
             )
@@ -582,7 +592,7 @@ class GradingSession:
                 "(--isolation none: learner code ran in this process, fast but not "
                 "tamper-proof; `llm-grade grade` isolates it)"
             )
-        elif "unavailable" in self.result.isolation.get("sandbox", ""):
+        elif self.result.isolation.get("sandbox", "").startswith("none"):
             terminalreporter.write_line(f"(sandbox: {self.result.isolation['sandbox']})")
 
 

@@ -1,0 +1,89 @@
+"""A normal install works: the wheel, installed (not editable) into a fresh virtual
+environment outside the checkout, grades from a neutral folder the bundled reference 100,
+the stubs 0 and the README's example 86, with bubblewrap and without it.
+
+Every other test runs against the editable install of the checkout, which is how a false
+failure once slipped through: in a normal install the engine's root is site-packages itself.
+This one builds a wheel and a virtual environment (a minute or two), so it runs in CI
+(``.ci/run`` sets ``CI=true``) or with ``LLM_GRADE_INSTALL_TEST=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+from lg_paths import REPO
+
+from llm_grade.isolation import bubblewrap
+
+pytestmark = pytest.mark.skipif(
+    not (os.environ.get("CI") or os.environ.get("LLM_GRADE_INSTALL_TEST")),
+    reason="builds a wheel and a virtual environment: runs in CI or with LLM_GRADE_INSTALL_TEST=1",
+)
+
+EXPECTED = {"reference": 100.0, "stubs": 0.0, "example": 86.0}  # README: the example scores 86
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """The ``bin`` folder of a fresh virtual environment with the wheel installed."""
+    root = tmp_path_factory.mktemp("install")
+    wheels = root / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)],
+        check=True,
+        cwd=root,
+    )
+    (wheel,) = wheels.glob("llm_grade-*.whl")
+    venv.create(root / "venv", with_pip=True)
+    bin_dir = root / "venv" / "bin"
+    subprocess.run(
+        [str(bin_dir / "pip"), "install", "-q", "torch==2.13.0", str(wheel)], check=True, cwd=root
+    )
+    return bin_dir
+
+
+@pytest.mark.parametrize("sandbox", ["bubblewrap", "none"])
+def test_a_normal_install_grades_reference_stubs_and_example_right(installed, tmp_path, sandbox):
+    if sandbox == "bubblewrap" and bubblewrap() is None:
+        pytest.skip("bubblewrap is not available on this machine")
+    neutral = tmp_path / "neutral"
+    neutral.mkdir()
+    python = str(installed / "python")
+    where = subprocess.run(
+        [python, "-I", "-c", "from llm_grade.paths import bundled; print(bundled('reference'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=neutral,
+    ).stdout.strip()
+    assert "site-packages" in where, where  # the installed copy, not the checkout
+    bundle = Path(where).parent
+    targets = {
+        "reference": [str(bundle / "reference")],
+        "stubs": [str(bundle / "stubs")],
+        "example": ["--example"],
+    }
+    scores = {}
+    for name, target in targets.items():
+        out = tmp_path / name
+        proc = subprocess.run(
+            [str(installed / "llm-grade"), "grade", *target, "--out", str(out)]
+            + ["--sandbox", sandbox],
+            capture_output=True,
+            text=True,
+            cwd=neutral,
+            env={**os.environ, "PATH": f"{installed}:{os.environ.get('PATH', '')}"},
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        data = json.loads((out / "results.json").read_text())
+        scores[name] = data["score"]
+        expected_sandbox = "bubblewrap" if sandbox == "bubblewrap" else "none"
+        assert data["isolation"]["sandbox"].startswith(expected_sandbox)
+    assert scores == EXPECTED
