@@ -127,6 +127,13 @@ def init(dest: Path) -> None:
     "resource limits only, 'auto' uses bubblewrap where it works (the results say which).",
 )
 @click.option(
+    "--hide",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="A folder learner code must not see (repeatable; batch hides the class folder and "
+    "its output this way).",
+)
+@click.option(
     "--fail-under",
     type=float,
     default=None,
@@ -143,6 +150,7 @@ def grade(
     device: str,
     jobs: int | None,
     sandbox: str,
+    hide: tuple[Path, ...],
     fail_under: float | None,
 ) -> None:
     """Grade SUBMISSION, a folder with your modules (environment.py ... transformer.py).
@@ -172,6 +180,7 @@ def grade(
             device=device,
             jobs=jobs or (2 if (os.cpu_count() or 1) >= 2 else 1),
             sandbox=sandbox,
+            hide=list(hide),
         )
     except GradingError as exc:
         raise click.ClickException(str(exc)) from None

@@ -7,6 +7,7 @@ graders, lets the plugin score the run, and returns the :class:`GradeResult`.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,7 @@ def pytest_args(
     device: str = "cpu",
     jobs: int = 1,
     sandbox: str = "auto",
+    hide: list[Path] = (),
 ) -> list[str]:
     """The pytest command line that grades ``submission`` (also used by batch workers)."""
     graders = bundled("graders")
@@ -74,6 +76,8 @@ def pytest_args(
         args.append(f"--rubric={rubric}")
     if select:
         args += ["-k", select]
+    if hide:
+        args.append("--grade-hide=" + os.pathsep.join(str(Path(p).resolve()) for p in hide))
     return args + list(extra or [])
 
 
@@ -90,6 +94,7 @@ def grade(
     device: str = "cpu",
     jobs: int = 1,
     sandbox: str = "auto",
+    hide: list[Path] = (),
 ) -> GradeResult:
     """Grade one submission folder; writes ``out/results.json`` when ``out`` is given.
 
@@ -97,7 +102,7 @@ def grade(
     ``auto`` (the fastest available) for the learner's tensors. ``jobs=2`` grades the second
     of the two fixed groups of checks in a second process (same score, about a third faster
     on two cores). ``sandbox``: ``auto``, ``bubblewrap`` (required) or ``none`` (process
-    isolation with resource limits only)."""
+    isolation with resource limits only). ``hide``: more folders learner code must not see."""
     import pytest
 
     submission = Path(submission).resolve()
@@ -117,6 +122,7 @@ def grade(
             device=device,
             jobs=jobs,
             sandbox=sandbox,
+            hide=hide,
         ),
         plugins=[catcher],
     )

@@ -74,10 +74,74 @@ def matches(name: str, patterns: Iterable[str]) -> str | None:
 
 # --------------------------------------------------------------------------- static scan
 
+# The same functionality under other names: a rubric that forbids one forbids its twins (a
+# softmax from log_softmax().exp(), softmin(-x), nn.Softmax; LayerNorm from group_norm with
+# one group; attention from the multi-head helper or flex attention).
+TWINS: dict[str, tuple[str, ...]] = {
+    "torch.softmax": (
+        "torch.softmax",
+        "torch.log_softmax",
+        "torch.nn.functional.softmax",
+        "torch.nn.functional.log_softmax",
+        "torch.nn.functional.softmin",
+        "torch.nn.functional.gumbel_softmax",
+        "torch.Tensor.softmax",
+        "torch.Tensor.log_softmax",
+        "torch.special.softmax",
+        "torch.special.log_softmax",
+        "torch.sparse.softmax",
+        "torch.sparse.log_softmax",
+        "torch.masked.softmax",
+        "torch.masked.log_softmax",
+        "torch.masked.softmin",
+        "torch.nn.Softmax",
+        "torch.nn.Softmax2d",
+        "torch.nn.LogSoftmax",
+        "torch.nn.Softmin",
+    ),
+    "torch.nn.functional.layer_norm": (
+        "torch.layer_norm",
+        "torch.native_layer_norm",
+        "torch.nn.functional.layer_norm",
+        "torch.nn.functional.group_norm",
+        "torch.group_norm",
+        "torch.native_group_norm",
+        "torch.nn.functional.instance_norm",
+        "torch.instance_norm",
+        "torch.nn.functional.batch_norm",
+        "torch.batch_norm",
+        "torch.native_batch_norm",
+        "torch.nn.LayerNorm",
+        "torch.nn.GroupNorm",
+        "torch.nn.InstanceNorm1d",
+        "torch.nn.BatchNorm1d",
+    ),
+    "torch.nn.functional.gelu": ("torch.nn.functional.gelu", "torch.nn.GELU"),
+    "torch.nn.functional.scaled_dot_product_attention": (
+        "torch.nn.functional.scaled_dot_product_attention",
+        "torch.nn.functional.multi_head_attention_forward",
+        "torch.nn.attention.*",
+        "torch.nn.MultiheadAttention",
+    ),
+}
+_FAMILY = {name: family for family, names in TWINS.items() for name in names}
 
-def _aliases(tree: ast.Module) -> dict[str, str]:
-    """Local name -> dotted module path, from the module's imports."""
+
+def expand(patterns: Iterable[str]) -> list[str]:
+    """``patterns`` and the twins of every API they name (see :data:`TWINS`)."""
+    out = list(patterns)
+    for pattern in list(out):
+        for name, family in _FAMILY.items():
+            if fnmatch.fnmatchcase(name, pattern):
+                out += [twin for twin in TWINS[family] if twin not in out]
+    return out
+
+
+def _imports(tree: ast.Module) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """(local name -> dotted library path, local name -> (curriculum module, name)) from the
+    module's imports (relative imports of the other curriculum modules in the second)."""
     names: dict[str, str] = {}
+    local: dict[str, tuple[str, str]] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -89,15 +153,41 @@ def _aliases(tree: ast.Module) -> dict[str, str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             for alias in node.names:
                 names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-    return names
+        elif isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            for alias in node.names:
+                local[alias.asname or alias.name] = (node.module, alias.name)
+    # module-level aliases of library names: `sm = F.softmax`, `G = F` (until nothing changes)
+    for _ in range(4):
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                if isinstance(target, ast.Name) and target.id not in names:
+                    dotted = _dotted(node.value, names)
+                    if dotted:
+                        names[target.id] = dotted
+    return names, local
 
 
 def _dotted(node: ast.AST, aliases: Mapping[str, str]) -> str | None:
-    """Resolve ``F.softmax`` to ``torch.nn.functional.softmax`` (None if not from an import)."""
+    """Resolve ``F.softmax`` (or ``getattr(F, "softmax")``) to ``torch.nn.functional.softmax``
+    (None if not from an import)."""
     parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
+    while True:
+        if isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "getattr"
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+        ):
+            parts.append(node.args[1].value)
+            node = node.args[0]
+        else:
+            break
     if isinstance(node, ast.Name) and node.id in aliases:
         return ".".join([aliases[node.id], *reversed(parts)])
     return None
@@ -109,55 +199,110 @@ def _canonical(name: str) -> str:
         ("torch.nn.modules.activation.", "torch.nn."),
         ("torch.nn.modules.normalization.", "torch.nn."),
         ("torch.nn.modules.transformer.", "torch.nn."),
+        ("torch.nn.modules.batchnorm.", "torch.nn."),
+        ("torch.nn.modules.instancenorm.", "torch.nn."),
+        ("torch._C._nn.", "torch.nn.functional."),
+        ("torch._C._VariableFunctions.", "torch."),
+        ("torch.functional.", "torch."),
     ):
         if name.startswith(alt):
             return canon + name[len(alt) :]
     return name
 
 
-def scan_source(
-    source: str, module: str, filename: str, forbidden: Mapping[str, list[str]]
-) -> list[Violation]:
-    """Forbidden uses inside the graded components that ``module``'s source defines."""
+@dataclass
+class _Definition:
+    """A top-level function or class of a submission module: what it uses."""
+
+    module: str
+    name: str
+    file: str
+    apis: list[tuple[str, int]]  # dotted library names it refers to, with their lines
+    methods: list[tuple[str, int]]  # attribute names on unknown objects (x.softmax)
+    refs: set[tuple[str, str]]  # other top-level definitions it refers to
+
+
+def _definitions(module: str, source: str, filename: str) -> dict[str, _Definition]:
     try:
         tree = ast.parse(source, filename=filename)
     except SyntaxError:
-        return []  # the import fails anyway and is reported as an error
-    aliases = _aliases(tree)
-    found: list[Violation] = []
+        return {}  # the import fails anyway and is reported as an error
+    aliases, local = _imports(tree)
+    top = {
+        n.name
+        for n in tree.body
+        if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+    }
+    found: dict[str, _Definition] = {}
     for node in tree.body:
         if not isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
             continue
-        if COMPONENTS.get(node.name) != module or not forbidden.get(node.name):
-            continue
-        patterns = forbidden[node.name]
-        tensor_methods = {p.rsplit(".", 1)[1] for p in patterns if p.startswith("torch.Tensor.")}
+        d = _Definition(module, node.name, Path(filename).name, [], [], set())
         for sub in ast.walk(node):
-            api = None
-            if isinstance(sub, (ast.Attribute, ast.Name)):
+            if isinstance(sub, (ast.Attribute, ast.Name, ast.Call)):
                 dotted = _dotted(sub, aliases)
-                if dotted and matches(_canonical(dotted), patterns):
-                    api = _canonical(dotted)
-                elif (
-                    isinstance(sub, ast.Attribute) and sub.attr in tensor_methods and dotted is None
-                ):
-                    api = f"torch.Tensor.{sub.attr}"  # x.softmax(...) on some tensor
-            if api:
-                found.append(Violation(node.name, api, Path(filename).name, sub.lineno, "static"))
+                if dotted:
+                    d.apis.append((_canonical(dotted), sub.lineno))
+                elif isinstance(sub, ast.Attribute):
+                    d.methods.append((sub.attr, sub.lineno))
+            if isinstance(sub, ast.Name) and sub.id != node.name:
+                if sub.id in top:
+                    d.refs.add((module, sub.id))
+                elif sub.id in local:
+                    d.refs.add(local[sub.id])
+        found[node.name] = d
+    return found
+
+
+def scan_sources(
+    sources: Mapping[str, str], forbidden: Mapping[str, list[str]], root: Path | None = None
+) -> list[Violation]:
+    """Forbidden uses by each graded component, in its own code or in the helpers it uses
+    (functions and classes of the submission that are not graded names, followed through
+    the modules), under any of the forbidden APIs' names (see :func:`expand`)."""
+    defs: dict[tuple[str, str], _Definition] = {}
+    for module, source in sources.items():
+        filename = str((root or Path(".")) / f"{module}.py")
+        for name, d in _definitions(module, source, filename).items():
+            defs[(module, name)] = d
+    found: list[Violation] = []
+    for (module, name), definition in defs.items():
+        if COMPONENTS.get(name) != module or not forbidden.get(name):
+            continue
+        patterns = expand(forbidden[name])
+        tensor_methods = {p.rsplit(".", 1)[1] for p in patterns if p.startswith("torch.Tensor.")}
+        seen, todo = {(module, name)}, [definition]
+        while todo:
+            d = todo.pop()
+            for api, line in d.apis:
+                if matches(api, patterns):
+                    found.append(Violation(name, api, d.file, line, "static"))
+            for attr, line in d.methods:
+                if attr in tensor_methods:  # x.softmax(...) on some tensor
+                    found.append(Violation(name, f"torch.Tensor.{attr}", d.file, line, "static"))
+            for ref in d.refs:  # helpers only: another graded name is graded on its own
+                if ref in defs and ref not in seen and COMPONENTS.get(ref[1]) != ref[0]:
+                    seen.add(ref)
+                    todo.append(defs[ref])
     # one report per (component, api, line): ``F.softmax`` is both a Name and an Attribute
-    return sorted(set(found), key=lambda v: (v.component, v.line, v.api))
+    return sorted(set(found), key=lambda v: (v.component, v.file, v.line, v.api))
+
+
+def scan_source(
+    source: str, module: str, filename: str, forbidden: Mapping[str, list[str]]
+) -> list[Violation]:
+    """Forbidden uses inside the graded components that one module's source defines."""
+    return scan_sources({module: source}, forbidden, Path(filename).parent)
 
 
 def scan_submission(root: Path, forbidden: Mapping[str, list[str]]) -> list[Violation]:
     """Scan every module file of a submission folder."""
-    found: list[Violation] = []
+    sources = {}
     for module in dict.fromkeys(COMPONENTS.values()):
         path = root / f"{module}.py"
         if path.is_file():
-            found += scan_source(
-                path.read_text(encoding="utf-8", errors="replace"), module, str(path), forbidden
-            )
-    return found
+            sources[module] = path.read_text(encoding="utf-8", errors="replace")
+    return scan_sources(sources, forbidden, root)
 
 
 # --------------------------------------------------------------------------- runtime guard
@@ -210,7 +355,7 @@ class RuntimeGuard:
         # code objects of the trusted oracles the grader sent: their calls are never blamed
         # (identity, not a file name: code compiled under any name is not one of these)
         self.trusted_codes = trusted_codes
-        self.forbidden = forbidden
+        self.forbidden = {name: expand(patterns) for name, patterns in forbidden.items()}
         self.make_error = make_error  # Violation -> exception to raise
         self.violations: list[Violation] = []
         self._depth = 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import platform
 import shutil
 import subprocess
@@ -56,6 +57,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             "with --isolation process: 'auto' (bubblewrap where it works, else resource "
             "limits only, said in the results), 'bubblewrap' (required) or 'none'. "
             "Default: auto",
+        ),
+        (
+            "grade-hide",
+            "more folders the worker must not see, separated by the OS path separator "
+            "(batch hides the class folder and its output). Default: none",
         ),
         (
             "grade-view",
@@ -277,7 +283,9 @@ class GradingSession:
         the oracles, the graders in use, the learner's original folder and the output."""
         from .isolation import trusted_paths
 
+        hidden = [Path(p) for p in (option(self.config, "grade_hide", "") or "").split(os.pathsep)]
         masks = [*trusted_paths(), self.graders_dir, self.submission_path]
+        masks += [p.resolve() for p in hidden if str(p) not in ("", ".")]
         if self.out_dir:
             masks.append(Path(self.out_dir))
         return masks
