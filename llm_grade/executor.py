@@ -290,13 +290,18 @@ class Executor:
             if autocast
             else nullcontext()
         )
+        component = target if isinstance(target, str) else target.get("component", "")
+        seen = len(self.guard.violations)
         with (
             self.guard.active(),
             self._swapped_oracles(),
             torch.set_grad_enabled(grad),
             precision,
+            self.guard.watching(component),
         ):
             out = fn(*args, **kwargs)
+        if len(self.guard.violations) > seen:  # raised, and caught by the learner's code
+            raise _Forbidden(self.guard.violations[seen])
         if echo_inputs:
             return {"out": out, "args": list(args), "kwargs": kwargs}
         return out
