@@ -413,6 +413,8 @@ class RuntimeGuard:
         self.violations: list[Violation] = []
         self._depth = 0
         self.ops = {name: forbidden_ops(patterns) for name, patterns in self.forbidden.items()}
+        if any(self.ops.values()):
+            _op_watch_class()  # imports torch's dispatch machinery now, not inside a call
 
     @functools.cached_property
     def index(self) -> _SourceIndex:
@@ -470,7 +472,14 @@ class RuntimeGuard:
                 )
             except ImportError:
                 continue
-            names = fnmatch.filter(dir(owner), attr) if any(c in attr for c in "*?[") else [attr]
+            if any(c in attr for c in "*?["):  # public callables only (not __name__ & co)
+                names = [
+                    n
+                    for n in fnmatch.filter(dir(owner), attr)
+                    if not n.startswith("_") and callable(getattr(owner, n, None))
+                ]
+            else:
+                names = [attr]
             targets += [(owner, name, f"{owner_path}.{name}") for name in names]
         return targets
 
@@ -541,15 +550,18 @@ def _op_watch_class():
 
         def __init__(self, guard: RuntimeGuard, component: str):
             super().__init__()
-            self.guard, self.component = guard, component
-            self.ops = guard.ops[component]
+            # names of our own: TorchDispatchMode keeps attributes of its own on instances
+            self._lg_guard, self._lg_component = guard, component
+            self._lg_ops = guard.ops[component]
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if func.overloadpacket.__name__ in self.ops:
-                violation = self.guard._blame_op(self.component, func.overloadpacket.__name__)
+            name = func.overloadpacket.__name__
+            if name in self._lg_ops:
+                guard = self._lg_guard
+                violation = guard._blame_op(self._lg_component, name)
                 if violation is not None:
-                    self.guard.violations.append(violation)
-                    raise self.guard.make_error(violation)
+                    guard.violations.append(violation)
+                    raise guard.make_error(violation)
             return func(*args, **(kwargs or {}))
 
     return OpWatch
