@@ -165,6 +165,7 @@ FAMILY_OPS: dict[str, frozenset[str]] = {
             "_flash_attention_forward",
             "_efficient_attention_forward",
             "_native_multi_head_attention",
+            "_safe_softmax",  # the math path of F.scaled_dot_product_attention
         }
     ),
 }

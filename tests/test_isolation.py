@@ -44,7 +44,7 @@ def test_without_bubblewrap_the_worker_still_runs_and_the_results_say_so():
     try:
         out = sub.call("softmax", torch.tensor([0.0, 0.0]))
         assert torch.equal(out, torch.tensor([0.5, 0.5]))
-        assert "unavailable" in sub.describe()["sandbox"]
+        assert sub.describe()["sandbox"].startswith("none (--sandbox none)")
     finally:
         sub.close()
 
