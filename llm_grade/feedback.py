@@ -109,7 +109,9 @@ def format_check(check: CheckResult, *, learner_view: bool = True) -> str:
     lines = [header(title, right)]
     if check.status == "forbidden":
         lines.append(_indent(check.message))
-        lines.append("  The whole component scores 0 while it calls a forbidden API.")
+        if check.hint:
+            lines.append(_indent(f"Hint: {check.hint}"))
+        lines.append("  The whole component scores 0 while this is in its code.")
         return "\n".join(lines)
     lines.append(_indent(check.message))
     if check.traceback:
@@ -142,12 +144,16 @@ def component_label(component: ComponentResult) -> str:
     return {
         "passed": "all checks pass",
         "not_implemented": "not implemented yet",
-        "forbidden": "forbidden API",
+        "forbidden": "refused code" if _refused(component) else "forbidden API",
     }.get(
         component.status,
         f"{sum(c.status != 'passed' for c in component.checks)} "
         f"of {len(component.checks)} checks fail",
     )
+
+
+def _refused(component: ComponentResult) -> bool:
+    return any("not allowed in a submission" in c.message for c in component.checks)
 
 
 def format_report(result: GradeResult, *, learner_view: bool = True) -> str:

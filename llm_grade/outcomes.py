@@ -79,6 +79,22 @@ class ForbiddenCall(GradingOutcome):
         self.line = line
 
 
+class PolicyRefused(GradingOutcome):
+    """The component's source uses something the submission policy refuses (``import sys``,
+    ``exec``, ``__globals__``, ``torch._C`` ...): it is not run, and scores 0."""
+
+    status = "forbidden"
+
+    def __init__(self, component: str, message: str):
+        super().__init__(
+            message,
+            hint="Build the component from tensor operations and the modules the policy "
+            "allows (torch, math, numpy, ...); see docs/submission-policy.md. The component "
+            "is graded again as soon as the refused code is gone.",
+        )
+        self.component = component
+
+
 class WorkerFailure(BaseException):
     """The worker process hung, ran out of memory, crashed or exited (process isolation).
 

@@ -176,6 +176,7 @@ class GradingSession:
         self._transport = None
         self.result: GradeResult | None = None
         self.staged = None  # the copy of the submission that is graded (see stage())
+        self.refused: dict[str, str] = {}  # component -> why the submission policy refuses it
         if self.jobs > 1 and not self.part and _will_run(config):
             self._start_helper(config)
         if self.submission_path.is_dir() and _will_run(config):
@@ -201,6 +202,8 @@ class GradingSession:
         # busy machine (or beside a worker process) spin-wait for each other
         torch.set_num_threads(1)
         self.device = resolve_device(self.device_option)
+        if self.staged is not None:
+            self.apply_policy()
         TOLERANCES.clear()  # this run's rubric and device only, not an earlier run's
         TOLERANCES.update(self.rubric.tolerance)
         TOLERANCES.update(self.rubric.device_tolerance.get(self.device, {}))
@@ -263,6 +266,33 @@ class GradingSession:
 
         self._stage_dir = tempfile.mkdtemp(prefix="llm-grade-staged-")
         self.staged = stage_folder(self.submission_path, Path(self._stage_dir) / "submission")
+
+    def apply_policy(self) -> None:
+        """Check the staged sources against the rubric's submission policy (on this trusted
+        side, from the AST) and stage what the worker may import instead: refused code is
+        stubbed out, so it never runs. The worker has not imported anything yet."""
+        from .policy import check_submission
+
+        root = self.staged.root
+        sources = {p.stem: p.read_text(encoding="utf-8") for p in sorted(root.glob("*.py"))}
+        self.refused: dict[str, str] = {}  # component -> the learner-facing message
+        for module, check in check_submission(sources, self.rubric.policy).items():
+            if check.cleaned_source != sources[module]:
+                (root / f"{module}.py").write_text(check.cleaned_source, encoding="utf-8")
+            for component in sorted(check.refused_components):
+                own = [v for v in check.violations if v.component == component]
+                shared = [v for v in check.violations if v.component is None]
+                first = (own or shared)[0]
+                more = len(own or shared) - 1
+                message = first.message()
+                if first.component is None:
+                    message += (
+                        f" That code is outside the graded definitions, so it costs every "
+                        f"component of {module}.py."
+                    )
+                if more:
+                    message += f" ({more} more refused construct{'s' * (more > 1)} there.)"
+                self.refused[component] = message
 
     def _validated(self, item: pytest.Item, result: CheckResult | None) -> CheckResult | None:
         """The helper's result for ``item`` with name, points and visibility from this
@@ -527,6 +557,10 @@ class GradingSession:
         # credit isolation: while grading one component, the graded parts it is built from
         # (API.md) are trusted oracles wherever the learner's code uses them
         handle.use_oracles(list(parts_of(component)))
+        if component in self.refused:
+            from .outcomes import PolicyRefused
+
+            raise PolicyRefused(component, self.refused[component])
         for violation in self.static_violations:
             if violation.component == component:
                 from .outcomes import ForbiddenCall

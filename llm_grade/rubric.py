@@ -18,6 +18,7 @@ else:  # pragma: no cover - Python 3.10
 
 from .components import COMPONENTS
 from .forbidden import DEFAULT_FORBIDDEN
+from .policy import Policy
 
 
 class RubricError(ValueError):
@@ -49,6 +50,8 @@ class Rubric:
     limits: dict[str, float] = field(default_factory=dict)
     # device ("cuda", "mps") -> dtype name -> {"atol", "rtol"}: replaces ``tolerance`` there
     device_tolerance: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    # what Python a submission may use (the [policy] table; see llm_grade/policy.py)
+    policy: Policy = field(default_factory=Policy)
 
     @property
     def total(self) -> float:
@@ -110,6 +113,10 @@ def load_rubric(path: Path) -> Rubric:
             devices[name] = {d: tol(f"{name}.{d}", v) for d, v in value.items()}
         else:
             tolerance[name] = tol(name, value)
+    try:
+        policy = Policy.from_mapping(data.get("policy", {}))
+    except ValueError as exc:
+        raise RubricError(f"{path}: {exc}") from None
     return Rubric(
         path,
         checks,
@@ -118,4 +125,5 @@ def load_rubric(path: Path) -> Rubric:
         int(grading.get("max_examples", 20)),
         {k: float(v) for k, v in data.get("limits", {}).items()},
         devices,
+        policy,
     )

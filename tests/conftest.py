@@ -28,6 +28,15 @@ def rubric_without_forbidden_rule(tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 @pytest.fixture(scope="session")
+def rubric_without_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default rubric with the submission policy off: tests of the layers behind it (the
+    runtime guard, the sandbox) use it, as an instructor who switched it off would."""
+    path = tmp_path_factory.mktemp("rubric-no-policy") / "rubric.toml"
+    path.write_text((GRADERS / "rubric.toml").read_text() + "\n[policy]\nenabled = false\n")
+    return path
+
+
+@pytest.fixture(scope="session")
 def torch_nn_variant(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The oracles (a correct solution written with torch.nn building blocks) as a submission
     folder: a submission's ``__init__.py`` is never run, so the decorator the oracles import

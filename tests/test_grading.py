@@ -92,7 +92,12 @@ def test_torch_nn_variant_is_zeroed_where_the_rule_forbids_its_calls(torch_nn_va
     assert by_name["causal_mask"].score == by_name["causal_mask"].max_score
 
 
-def test_a_forbidden_call_hidden_from_the_source_scan_is_caught_at_run_time(reference_copy):
+@pytest.mark.parametrize("policy", ["on", "off"])
+def test_a_forbidden_call_hidden_from_the_source_scan_is_refused_or_caught_at_run_time(
+    reference_copy, rubric_without_policy, policy
+):
+    """With the policy, the computed getattr is refused from the source; without it (an
+    instructor's choice), the runtime layer still catches the call."""
     path = reference_copy / "attention.py"
     text = path.read_text()
     text = text.replace(
@@ -101,10 +106,13 @@ def test_a_forbidden_call_hidden_from_the_source_scan_is_caught_at_run_time(refe
         "    x_max = x.amax(dim=dim, keepdim=True)",
     )
     path.write_text(text)
-    result = grade(reference_copy, quiet=True, select="softmax")
-    (softmax,) = [c for c in result.components if c.name == "softmax"]
-    assert softmax.score == 0 and softmax.status == "forbidden"
-    assert "torch.softmax" in softmax.checks[0].message
+    rubric = None if policy == "on" else rubric_without_policy
+    result = grade(reference_copy, quiet=True, select="softmax or LayerNorm", rubric=rubric)
+    by_name = {c.name: c for c in result.components}
+    assert by_name["softmax"].score == 0 and by_name["softmax"].status == "forbidden"
+    expected = "computed getattr" if policy == "on" else "torch.softmax"
+    assert expected in by_name["softmax"].checks[0].message
+    assert by_name["LayerNorm"].score == by_name["LayerNorm"].max_score
 
 
 def test_same_submission_same_score_every_run(tmp_path: Path):
