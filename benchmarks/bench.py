@@ -220,7 +220,7 @@ def class_batch(size: int) -> dict:
             times[f"jobs{jobs}"] = timing([run(cmd, check=False)[0]])
             wrong = {}
             for name, want in expected.items():
-                path = out / name / "results.json"
+                path = out / "students" / name / "results.json"
                 found = problems(load_results(path), want) if path.is_file() else ["no results"]
                 if found:
                     wrong[name] = found

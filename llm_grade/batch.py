@@ -4,15 +4,34 @@ A submission is a sub-folder, a ``.zip`` archive or a Jupyter notebook (``.ipynb
 latter two are first unpacked into ``OUT/.staged/<student>/`` (see :mod:`llm_grade.staging`
 for the conventions and the safety checks). Each submission is graded by its own
 ``llm-grade grade`` process (with its own sandboxed worker), so one submission can never
-disturb another's grading, and N processes use N cores. Grading is resumable: a submission
-whose content (files, archive or notebook bytes) and grading options have not changed since
-its ``results.json`` was written is not graded (or unpacked) again. Everything the class
-exports is then written from the saved results (exporters never re-run anything).
+disturb another's grading, and N processes use N cores.
+
+**Students cannot reach each other.** Every worker runs in bubblewrap with the class folder
+and the whole output folder hidden (``--hide``): it sees only the private copy of its own
+submission, never a classmate's code, results, staged archive or the integrity key. Without
+bubblewrap, batch refuses to start unless ``--sandbox none`` says to grade anyway, and then
+every output says so.
+
+**Each student has a namespace.** Per-student files live in ``OUT/students/<student>/``, so
+no student name (``index.html``, ``grades.csv``, ``submissions``) can collide with the class
+exports at the top of ``OUT``.
+
+**Resumable, and results cannot be forged.** A submission is skipped only when its stamp file
+holds the HMAC-SHA256, under a key only this process holds (``OUT/.llm-grade-key``), of the
+submission's content and grading options and of the exact bytes of its ``results.json``. An
+unchanged submission is not graded (or unpacked) again; a ``results.json`` edited by anyone
+else fails the HMAC and is graded again. Everything the class exports is then written from the
+verified results (exporters never re-run anything).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import hmac
+import json
+import os
+import secrets
 import subprocess
 import sys
 import time
@@ -21,20 +40,33 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from .isolation import bubblewrap
 from .results import GradeResult
 from .staging import StagingError, Submission, content_hash, find_submissions, stage
 
 __all__ = [
+    "BatchError",
     "Outcome",
     "Submission",
+    "check_sandbox",
     "content_hash",
     "find_submissions",
     "grade_class",
+    "student_dir",
+    "unsandboxed_note",
     "write_class_exports",
 ]
 
-HASH_FILE = "submission.sha256"
+STAMP_FILE = "results.hmac"  # OUT/students/<student>/results.hmac: see _seal()
 STAGED = ".staged"  # OUT/.staged/<student>/: unpacked zips and notebooks
+STUDENTS = "students"  # OUT/students/<student>/: results.json and the per-student exports
+KEY_FILE = ".llm-grade-key"  # OUT/.llm-grade-key: the HMAC key, readable by its owner only
+KEY_BYTES = 32
+SANDBOXES = ("bubblewrap", "none")
+
+
+class BatchError(Exception):
+    """The class cannot be graded as asked (says why and what to do)."""
 
 
 @dataclass
@@ -44,7 +76,94 @@ class Outcome:
     skipped: bool  # unchanged since the last run
     seconds: float
     error: str = ""
-    note: str = ""  # not an error, but worth telling (e.g. a name clash)
+    note: str = ""  # not an error, but worth telling (e.g. a name clash, no sandbox)
+
+
+def student_dir(out: Path, name: str) -> Path:
+    """``OUT/students/<name>/``: a student's own folder, apart from the class exports."""
+    return Path(out) / STUDENTS / name
+
+
+def unsandboxed_note(sandbox: str, isolation: str) -> str:
+    """The note every student gets when the class was graded without a sandbox, else ""."""
+    if isolation == "none":
+        return (
+            "the class was graded without a sandbox (--isolation none): learner code ran in "
+            "the grading process and could read and change other students' files and results"
+        )
+    if sandbox == "none":
+        return (
+            "the class was graded without a sandbox (--sandbox none): learner code could read "
+            "and change other students' files and results"
+        )
+    return ""
+
+
+def check_sandbox(sandbox: str, isolation: str = "process") -> None:
+    """Refuse to grade a class in the sandbox when bubblewrap cannot run here.
+
+    Without it every student's worker would see the whole machine, classmates' submissions
+    and results included, so grading on silently would hand out scores that cannot be
+    trusted. ``--sandbox none`` (or ``--isolation none``) is the explicit way to do it anyway.
+    """
+    if sandbox not in SANDBOXES:
+        raise BatchError(f"--sandbox must be one of {', '.join(SANDBOXES)}, not {sandbox!r}")
+    if isolation == "none" or sandbox == "none" or bubblewrap() is not None:
+        return
+    raise BatchError(
+        "bubblewrap (bwrap) is not available on this machine (not installed, or user "
+        "namespaces are disabled), so students' code cannot be sandboxed: without it, every "
+        "student could read and change the other students' submissions and results. "
+        "Install it (`apt-get install bubblewrap`) or pass `--sandbox none` to grade the "
+        "class without a sandbox anyway (every result will say so)."
+    )
+
+
+def _check_hidden_folders(folders: list[Path]) -> None:
+    """The sandbox hides the class and output folders: refuse when Python or llm-grade itself
+    lives inside one, since every worker would then fail to start for a reason that has
+    nothing to do with the submission."""
+    runtime = {
+        Path(sys.prefix),
+        Path(sys.exec_prefix),
+        Path(sys.base_prefix),
+        Path(os.path.realpath(sys.executable)).parent,
+        Path(__file__).parent,
+    }
+    for folder in folders:
+        inside = sorted(str(p) for p in runtime if p.resolve().is_relative_to(folder))
+        if inside:
+            raise BatchError(
+                f"{inside[0]} (Python or llm-grade) is inside {folder}, which the sandbox hides "
+                "from every student's code; keep the submissions and --out in their own folders"
+            )
+
+
+def _key(out: Path) -> bytes:
+    """The class's HMAC key: created once, readable by its owner only, never shown to a
+    worker (the output folder is hidden from them)."""
+    path = Path(out) / KEY_FILE
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(KEY_BYTES))
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        why = "is a symbolic link" if exc.errno == errno.ELOOP else f"cannot be read ({exc})"
+        raise BatchError(f"{path} {why}; remove it to start a fresh integrity record") from None
+    with os.fdopen(fd, "rb") as f:
+        key = f.read()
+    if len(key) != KEY_BYTES:
+        raise BatchError(
+            f"{path} is not an llm-grade key ({len(key)} bytes, expected {KEY_BYTES}); remove "
+            "it to start a fresh integrity record (every submission is then graded again)"
+        )
+    return key
 
 
 def _stamp(submission: Submission, args: list[str], rubric: Path | None) -> str:
@@ -56,17 +175,52 @@ def _stamp(submission: Submission, args: list[str], rubric: Path | None) -> str:
     return digest.hexdigest()
 
 
-def _grade_one(
-    submission: Submission, out: Path, staged: Path, args: list[str], timeout: float, stamp: str
-) -> Outcome:
-    from .exporters import load_results
+def _seal(key: bytes, stamp: str, results: bytes) -> str:
+    """HMAC-SHA256 binding these results to this submission and these options: without the
+    key, nobody can make a stamp file that matches an edited results.json."""
+    return hmac.new(key, stamp.encode() + b"\0" + results, hashlib.sha256).hexdigest()
 
+
+def _parse(data: bytes) -> GradeResult | None:
+    """A :class:`GradeResult` from the verified bytes themselves (not a second read of the
+    file, which could have changed in between), or None if they are not a results.json."""
+    try:
+        return GradeResult.from_dict(json.loads(data.decode("utf-8")))
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _verified(out: Path, key: bytes, stamp: str) -> GradeResult | None:
+    """The saved results of this submission if its stamp file vouches for them, else None."""
+    try:
+        data = (out / "results.json").read_bytes()
+        seal = (out / STAMP_FILE).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not hmac.compare_digest(seal, _seal(key, stamp, data)):
+        return None
+    return _parse(data)
+
+
+def _grade_one(
+    submission: Submission,
+    out: Path,
+    staged: Path,
+    args: list[str],
+    timeout: float,
+    stamp: str,
+    key: bytes,
+    hide: list[Path],
+    note: str = "",
+) -> Outcome:
     started = time.perf_counter()
-    name, note = submission.name, submission.note
+    name = submission.name
+    note = "; ".join(n for n in (submission.note, note) if n)
     out.mkdir(parents=True, exist_ok=True)
-    results, stamp_file = out / "results.json", out / HASH_FILE
-    if results.is_file() and stamp_file.is_file() and stamp_file.read_text().strip() == stamp:
-        return Outcome(name, load_results(results), True, 0.0, note=note)
+    results, stamp_file = out / "results.json", out / STAMP_FILE
+    saved = _verified(out, key, stamp)
+    if saved is not None:
+        return Outcome(name, saved, True, 0.0, note=note)
     results.unlink(missing_ok=True)
     stamp_file.unlink(missing_ok=True)
     try:
@@ -75,8 +229,11 @@ def _grade_one(
         seconds = time.perf_counter() - started
         return Outcome(name, None, False, seconds, f"{submission.path.name}: {exc}", note)
     # -I and a neutral working directory: an llm_grade/ folder in the caller's folder (or in
-    # the class folder) is never imported in place of the engine
+    # the class folder) is never imported in place of the engine. --hide: the worker sees its
+    # own (privately copied) submission, not the class folder nor anything under OUT
     cmd = [sys.executable, "-I", "-m", "llm_grade", "grade", str(folder), "--out", str(out), *args]
+    for folder_to_hide in hide:
+        cmd += ["--hide", str(folder_to_hide)]
     with (out / "grading.log").open("wb") as log:
         try:
             proc = subprocess.run(
@@ -91,13 +248,17 @@ def _grade_one(
         except subprocess.TimeoutExpired:
             code = None
     seconds = time.perf_counter() - started
-    if not results.is_file():
+    data = results.read_bytes() if results.is_file() else None
+    result = _parse(data) if data is not None else None
+    if result is None:
         why = "timed out" if code is None else f"exited with status {code}"
+        if data is not None:
+            why += " and left an unreadable results.json"
         return Outcome(
             name, None, False, seconds, f"grading {why}; see {out / 'grading.log'}", note
         )
-    stamp_file.write_text(stamp + "\n")
-    return Outcome(name, load_results(results), False, seconds, note=note)
+    stamp_file.write_text(_seal(key, stamp, data) + "\n", encoding="ascii")
+    return Outcome(name, result, False, seconds, note=note)
 
 
 def grade_class(
@@ -106,6 +267,7 @@ def grade_class(
     *,
     jobs: int = 1,
     isolation: str = "process",
+    sandbox: str = "bubblewrap",
     rubric: Path | None = None,
     select: str | None = None,
     device: str = "cpu",
@@ -113,14 +275,21 @@ def grade_class(
     timeout: float = 1800.0,
     on_done: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
-    """Grade every submission under ``root`` into ``out/<name>/`` with ``jobs`` in parallel.
+    """Grade every submission under ``root`` into ``out/students/<name>/``, ``jobs`` at a time.
 
-    ``select`` is a pytest ``-k`` expression (e.g. ``"softmax or LayerNorm"``) that limits
-    grading to some components, as ``llm-grade grade -k`` does; ``device`` is passed on to
+    ``sandbox`` is ``bubblewrap`` (required: raises :class:`BatchError` where it cannot run)
+    or ``none`` (graded anyway; every outcome carries a note saying so). ``select`` is a
+    pytest ``-k`` expression (e.g. ``"softmax or LayerNorm"``) that limits grading to some
+    components, as ``llm-grade grade -k`` does; ``device`` is passed on to
     ``llm-grade grade --device``.
     """
+    check_sandbox(sandbox, isolation)
+    root, out = Path(root).resolve(), Path(out).resolve()
+    hide = [root, out]
+    if isolation == "process" and sandbox == "bubblewrap":
+        _check_hidden_folders(hide)
     submissions = find_submissions(root)
-    args = ["--isolation", isolation, "--jobs", "1"]  # the class runs `jobs` at a time
+    args = ["--isolation", isolation, "--sandbox", sandbox, "--jobs", "1"]  # `jobs` at a time
     if device != "cpu":
         args += ["--device", device]
     if rubric is not None:
@@ -128,20 +297,26 @@ def grade_class(
         args += ["--rubric", str(rubric)]
     if select:
         args += ["-k", select]
+    out.mkdir(parents=True, exist_ok=True)
+    key = _key(out)
+    note = unsandboxed_note(sandbox, isolation)
     if force:
         for submission in submissions:
-            (out / submission.name / HASH_FILE).unlink(missing_ok=True)
+            (student_dir(out, submission.name) / STAMP_FILE).unlink(missing_ok=True)
     outcomes: list[Outcome] = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = [
             pool.submit(
                 _grade_one,
                 s,
-                out / s.name,
+                student_dir(out, s.name),
                 out / STAGED / s.name,
                 args,
                 timeout,
                 _stamp(s, args, rubric),
+                key,
+                hide,
+                note,
             )
             for s in submissions
         ]
@@ -155,8 +330,9 @@ def grade_class(
 
 def write_class_exports(outcomes: list[Outcome], out: Path) -> dict[str, Path]:
     """The class index and per-student pages, grades.csv, and per-student Gradescope and
-    JUnit files, all from the saved results. Submissions that could not be graded get a row
-    with their error in grades.csv and are listed on the index, as are name clashes."""
+    JUnit files (in ``OUT/students/<student>/``), all from the verified results. Submissions
+    that could not be graded get a row with their error in grades.csv and are listed on the
+    index, as are notes (name clashes, no sandbox)."""
     from .exporters import write_grades_csv, write_gradescope, write_junit
     from .report import write_class
 
@@ -164,8 +340,8 @@ def write_class_exports(outcomes: list[Outcome], out: Path) -> dict[str, Path]:
     errors = {o.name: o.error for o in outcomes if o.result is None}
     notes = {o.name: o.note for o in outcomes if o.note}
     for name, result in results.items():
-        write_gradescope(result, out / name / "gradescope.json")
-        write_junit(result, out / name / "junit.xml")
+        write_gradescope(result, student_dir(out, name) / "gradescope.json")
+        write_junit(result, student_dir(out, name) / "junit.xml")
     return {
         "index": write_class(results, out, errors=errors, notes=notes),
         "grades": write_grades_csv(results, out / "grades.csv", errors=errors),

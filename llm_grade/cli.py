@@ -265,6 +265,15 @@ def report(results_json: Path, out: Path | None, view: str) -> None:
     help="Only grade checks matching this pytest -k expression (as `llm-grade grade -k`).",
 )
 @device_option("Where learner code runs its tensors (see `llm-grade grade --help`).")
+@click.option(
+    "--sandbox",
+    type=click.Choice(["bubblewrap", "none"]),
+    default="bubblewrap",
+    show_default=True,
+    help="'bubblewrap': each student's code sees only its own submission (batch refuses to "
+    "start without bubblewrap). 'none': grade without it; students could then read and "
+    "change each other's files, and every output says so.",
+)
 @click.option("--force", is_flag=True, help="Grade again even submissions that did not change.")
 def batch(
     submissions: Path,
@@ -274,6 +283,7 @@ def batch(
     isolation: str,
     select: str | None,
     device: str,
+    sandbox: str,
     force: bool,
 ) -> None:
     """Grade every submission in SUBMISSIONS: one sub-folder, .zip or .ipynb per student.
@@ -285,45 +295,66 @@ def batch(
     (appended) or `%%writefile attention.py` (as Jupyter would write it).
     The student's name is the folder name or file stem.
 
-    Archives and notebooks are unpacked, with safety checks, into OUT/.staged/<student>/.
-    Writes OUT/<student>/results.json (+ grading.log, gradescope.json, junit.xml),
-    OUT/submissions/<student>.html, OUT/index.html and OUT/grades.csv. Re-running skips
-    submissions whose content (and grading options) did not change.
+    Each student's code runs in bubblewrap and sees only its own submission: not the
+    class folder, not OUT. Archives and notebooks are unpacked, with safety checks, into
+    OUT/.staged/<student>/. Writes OUT/students/<student>/results.json (+ grading.log,
+    gradescope.json, junit.xml, results.hmac), OUT/submissions/<student>.html, OUT/index.html
+    and OUT/grades.csv. Re-running skips a submission only when its content and grading
+    options did not change and its results.json still matches the HMAC that batch wrote
+    (key: OUT/.llm-grade-key); anything else is graded again.
     """
-    from .batch import find_submissions, grade_class, write_class_exports
+    from .batch import (
+        BatchError,
+        check_sandbox,
+        find_submissions,
+        grade_class,
+        unsandboxed_note,
+        write_class_exports,
+    )
 
+    try:  # before anything is written: a class graded unsandboxed by accident is worse
+        check_sandbox(sandbox, isolation)
+    except BatchError as exc:
+        raise click.ClickException(str(exc)) from None
     found = find_submissions(submissions)
     if not found:
         raise click.ClickException(
             f"no submissions (folders with environment.py ... transformer.py, .zip or .ipynb "
             f"files) found in {submissions}"
         )
+    warning = unsandboxed_note(sandbox, isolation)
+    if warning:
+        click.echo(f"Warning: {warning}.", err=True)
     out.mkdir(parents=True, exist_ok=True)
     failures = []
-    with click.progressbar(
-        length=len(found),
-        label=f"Grading {len(found)} submissions",
-        show_eta=True,
-        show_pos=True,
-        item_show_func=lambda o: o and o.name,
-    ) as bar:
+    try:
+        with click.progressbar(
+            length=len(found),
+            label=f"Grading {len(found)} submissions",
+            show_eta=True,
+            show_pos=True,
+            item_show_func=lambda o: o and o.name,
+        ) as bar:
 
-        def done(outcome) -> None:
-            if outcome.error:
-                failures.append(outcome)
-            bar.update(1, outcome)
+            def done(outcome) -> None:
+                if outcome.error:
+                    failures.append(outcome)
+                bar.update(1, outcome)
 
-        outcomes = grade_class(
-            submissions,
-            out,
-            jobs=jobs,
-            isolation=isolation,
-            rubric=rubric,
-            select=select,
-            device=device,
-            force=force,
-            on_done=done,
-        )
+            outcomes = grade_class(
+                submissions,
+                out,
+                jobs=jobs,
+                isolation=isolation,
+                sandbox=sandbox,
+                rubric=rubric,
+                select=select,
+                device=device,
+                force=force,
+                on_done=done,
+            )
+    except BatchError as exc:
+        raise click.ClickException(str(exc)) from None
     paths = write_class_exports(outcomes, out)
     graded = [o for o in outcomes if o.result is not None]
     skipped = sum(o.skipped for o in outcomes)
@@ -332,6 +363,8 @@ def batch(
         + (f" ({skipped} unchanged, not graded again)" if skipped else "")
         + "."
     )
+    if warning:
+        click.echo(f"Graded WITHOUT a sandbox: {warning}.")
     for outcome in outcomes:
         if outcome.note:
             click.echo(f"  {outcome.name}: {outcome.note}", err=True)

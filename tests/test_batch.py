@@ -1,24 +1,37 @@
-"""Class-scale grading: every folder graded, exports written, unchanged work skipped."""
+"""Class-scale grading: every folder graded, exports written, unchanged work skipped; students
+sandboxed from each other, in their own output folders, and their results sealed."""
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import re
 import shutil
 import stat
+import subprocess
+import tempfile
 import time
 import zipfile
 from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 from click.testing import CliRunner
 from lg_paths import REFERENCE, REPO, STUBS
 
-from llm_grade import staging
+from benchmarks.make_class import fast_rubric
+from llm_grade import batch, staging
 from llm_grade.cli import main
+from llm_grade.exporters import load_results
+from llm_grade.isolation import bubblewrap
+from llm_grade.rubric import RubricError, load_rubric
 from llm_grade.staging import StagingError, Submission, content_hash, find_submissions, stage
+
+BWRAP = bubblewrap()
+# tests that grade nothing, or grade with --isolation none, run where bubblewrap does not
+SANDBOX = [] if BWRAP else ["--sandbox", "none"]
 
 
 def test_batch_grades_each_folder_writes_exports_and_resumes(tmp_path: Path):
@@ -40,9 +53,10 @@ def test_batch_grades_each_folder_writes_exports_and_resumes(tmp_path: Path):
     assert 0 < float(rows["bob"]["score"]) < 100
     assert float(rows["bob"]["MultiHeadAttention"]) < 13
     for student in ("bob", "carol"):
-        assert json.loads((out / student / "results.json").read_text())["max_score"] == 100
-        assert (out / student / "gradescope.json").is_file()
-        assert (out / student / "junit.xml").is_file()
+        folder = out / "students" / student
+        assert json.loads((folder / "results.json").read_text())["max_score"] == 100
+        assert (folder / "gradescope.json").is_file()
+        assert (folder / "junit.xml").is_file()
         assert (out / "submissions" / f"{student}.html").is_file()
     assert "bob" in (out / "index.html").read_text()
 
@@ -226,7 +240,7 @@ def test_batch_reports_an_archive_it_cannot_stage_without_grading_anything(tmp_p
     klass.mkdir()
     _zip(klass / "eve.zip", {"attention.py": "x", "../escape.py": "x"})
     (klass / "frank.ipynb").write_text("{not json")
-    run = CliRunner().invoke(main, ["batch", str(klass), "--out", str(out)])
+    run = CliRunner().invoke(main, ["batch", str(klass), "--out", str(out), *SANDBOX])
     assert run.exit_code == 1
     assert "Graded 0 of 2 submissions." in run.output
     assert "eve: not graded: eve.zip: member '../escape.py' points outside" in run.output
@@ -237,3 +251,219 @@ def test_batch_reports_an_archive_it_cannot_stage_without_grading_anything(tmp_p
     index = (out / "index.html").read_text()
     assert "2 submissions could not be graded." in index
     assert not list(tmp_path.rglob("escape.py"))
+
+
+# ------------------------------------------------------------------------- one class, many trusts
+
+
+def _make_class(klass: Path, **students: Path) -> Path:
+    """``klass/<name>/``: a copy of each folder (the reference or the stubs)."""
+    for name, source in students.items():
+        shutil.copytree(source, klass / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return klass
+
+
+def _rows(out: Path) -> dict[str, dict[str, str]]:
+    with (out / "grades.csv").open(newline="", encoding="utf-8") as f:
+        return {r["student"]: r for r in csv.DictReader(f)}
+
+
+def test_each_grade_hides_the_class_folder_and_the_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The wiring of the sandbox, without grading: every `grade` is told to hide both."""
+    klass = _make_class(tmp_path / "class", alice=STUBS)
+    out = tmp_path / "out"
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append((cmd, kwargs["cwd"]))
+        return subprocess.CompletedProcess(cmd, 1)
+
+    monkeypatch.setattr(batch, "bubblewrap", lambda: "/usr/bin/bwrap")
+    monkeypatch.setattr(batch.subprocess, "run", fake_run)
+    (outcome,) = batch.grade_class(klass, out)
+    assert "grading exited with status 1" in outcome.error
+    ((cmd, cwd),) = calls
+    hidden = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--hide"]
+    assert hidden == [str(klass.resolve()), str(out.resolve())]
+    assert cmd[cmd.index("--sandbox") + 1] == "bubblewrap"
+    assert cwd == out.resolve() / "students" / "alice"
+
+
+def test_batch_refuses_without_bubblewrap_unless_told_sandbox_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    klass = _make_class(tmp_path / "class", carol=STUBS)
+    out = tmp_path / "out"
+    monkeypatch.setattr(batch, "bubblewrap", lambda: None)
+    args = ["batch", str(klass), "--out", str(out), "-k", "softmax"]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1
+    message = " ".join(refused.output.split())
+    for part in (
+        "bubblewrap (bwrap) is not available",
+        "every student could read and change the other students' submissions and results",
+        "`apt-get install bubblewrap`",
+        "`--sandbox none`",
+    ):
+        assert part in message
+    assert not out.exists()  # refused before anything was written
+
+    rubric = fast_rubric(tmp_path / "rubric.toml")
+    run = CliRunner().invoke(main, [*args, "--sandbox", "none", "--rubric", str(rubric)])
+    assert run.exit_code == 0, run.output
+    note = "the class was graded without a sandbox (--sandbox none)"
+    assert f"Graded WITHOUT a sandbox: {note}" in run.output
+    assert f"carol: {note}" in run.output
+    assert note in " ".join((out / "index.html").read_text().split())
+    result = load_results(out / "students" / "carol")
+    assert result.isolation["sandbox"].startswith("none (--sandbox none)")
+
+
+def test_student_names_cannot_collide_with_the_class_files(tmp_path: Path):
+    names = ("index.html", "grades.csv", "students", "submissions")
+    klass = _make_class(
+        tmp_path / "class", alice=REFERENCE, **{n: REFERENCE if "." in n else STUBS for n in names}
+    )
+    out = tmp_path / "out"
+    run = CliRunner().invoke(
+        main,
+        ["batch", str(klass), "--out", str(out), "-j", "2", "-k", "softmax", "--isolation", "none"],
+    )
+    assert run.exit_code == 0, run.output
+    assert "Graded 5 of 5 submissions." in run.output
+    rows = _rows(out)
+    assert set(rows) == {"alice", *names}
+    for name in ("alice", "index.html", "grades.csv"):
+        assert float(rows[name]["softmax"]) == 6, name
+    assert float(rows["students"]["softmax"]) == float(rows["submissions"]["softmax"]) == 0
+    index = (out / "index.html").read_text()
+    for name in ("alice", *names):
+        folder = out / "students" / name
+        assert load_results(folder).max_score == 6, name
+        assert (folder / "gradescope.json").is_file() and (folder / "junit.xml").is_file()
+        assert f'href="submissions/{name}.html"' in index, name
+        assert (out / "submissions" / f"{name}.html").is_file()
+
+
+def test_a_forged_results_json_is_graded_again_and_the_rest_is_skipped(tmp_path: Path):
+    klass = _make_class(tmp_path / "class", alice=REFERENCE, carol=STUBS, dave=STUBS)
+    out = tmp_path / "out"
+    args = ["batch", str(klass), "--out", str(out), "-j", "2", "-k", "softmax"]
+    args += ["--isolation", "none"]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    key = out / ".llm-grade-key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and len(key.read_bytes()) == 32
+
+    # carol edits her score; dave copies alice's results and their (valid) stamp file
+    carol = out / "students" / "carol" / "results.json"
+    data = json.loads(carol.read_text())
+    for component in data["components"]:
+        for check in component["tests"]:
+            check.update(status="passed", points=check["max_points"])
+    data["score"] = data["max_score"]
+    carol.write_text(json.dumps(data))
+    assert load_results(carol).score == 6
+    for name in ("results.json", "results.hmac"):
+        shutil.copy(out / "students" / "alice" / name, out / "students" / "dave" / name)
+    secret = key.read_bytes()
+
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert "Graded 3 of 3 submissions (1 unchanged, not graded again)." in again.output
+    rows = _rows(out)
+    assert [float(rows[n]["softmax"]) for n in ("alice", "carol", "dave")] == [6, 0, 0]
+    assert load_results(carol).score == 0
+    assert key.read_bytes() == secret  # the key is kept: alice's results still verify
+
+
+def _outside_tmp() -> Path:
+    """A scratch folder outside /tmp: the worker's private /tmp already hides everything
+    there, so a class under /tmp would not show that --hide does its part."""
+    for base in ("/var/tmp", str(Path.home())):
+        if Path(base).is_dir() and not Path(base).resolve().is_relative_to("/tmp"):
+            try:
+                return Path(tempfile.mkdtemp(prefix="llm-grade-test-", dir=base))
+            except OSError:
+                continue
+    pytest.skip("no writable folder outside /tmp")
+
+
+HOSTILE_SOFTMAX = '''
+
+_honest_softmax = softmax
+_TARGETS = {targets!r}
+
+
+def _readable(path):
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError:
+        return False
+    return True
+
+
+_LEAKED = [p for p in _TARGETS if _readable(p)]  # at import, in the worker
+
+
+def softmax(x, dim=-1):
+    """Right only if no classmate's file (nor the batch's key) could be read."""
+    if _LEAKED:
+        return torch.zeros_like(x)
+    return _honest_softmax(x, dim)
+'''
+
+
+def _rubric_without_policy(dest: Path) -> Path:
+    """The fast rubric with the static submission policy off: only the sandbox stops
+    ``open()`` here. Also runs where no policy exists yet (unknown tables are ignored)."""
+    path = fast_rubric(dest)
+    path.write_text(path.read_text() + "\n[policy]\nenabled = false\n")
+    return path
+
+
+def _policy_can_be_disabled() -> bool:
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            load_rubric(_rubric_without_policy(Path(tmp) / "rubric.toml"))
+        except RubricError:
+            return False
+    return True
+
+
+@pytest.mark.skipif(BWRAP is None, reason="bubblewrap is not available")
+@pytest.mark.skipif(
+    not _policy_can_be_disabled(), reason="the rubric loader rejects [policy] enabled = false"
+)
+def test_a_submission_cannot_read_a_classmates_files(tmp_path: Path):
+    root = _outside_tmp()
+    try:
+        klass = _make_class(root / "class", alice=REFERENCE, mallory=REFERENCE)
+        out = root / "out"
+        # the key exists before any worker starts (batch creates it first)
+        targets = [str(klass / "alice" / "attention.py"), str(out / ".llm-grade-key")]
+        hostile = klass / "mallory" / "attention.py"
+        with hostile.open("a") as f:
+            f.write(HOSTILE_SOFTMAX.format(targets=targets))
+        rubric = _rubric_without_policy(tmp_path / "rubric.toml")
+        run = CliRunner().invoke(
+            main,
+            ["batch", str(klass), "--out", str(out), "-j", "2", "-k", "softmax"]
+            + ["--rubric", str(rubric), "--isolation", "process", "--sandbox", "bubblewrap"],
+        )
+        assert run.exit_code == 0, run.output
+        for name in ("alice", "mallory"):
+            result = load_results(out / "students" / name)
+            assert result.isolation["sandbox"].startswith("bubblewrap"), name
+            assert result.score == result.max_score == 6, (name, run.output)
+        # outside the sandbox, mallory's code does read both, and then returns zeros
+        spec = importlib.util.spec_from_file_location("mallory_attention", hostile)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert module._LEAKED == targets
+        assert not module.softmax(torch.ones(2, 3)).any()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

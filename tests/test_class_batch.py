@@ -10,8 +10,8 @@ To keep CI under two minutes on two cores, grading is restricted with ``-k`` to 
 components the planted bugs and attacks touch (make_class.SELECTED: about 45 of the 100 points),
 with the rubric's own points and example counts and tighter worker limits
 (make_class.fast_rubric). Learner code runs in the sandboxed worker (``--isolation process``),
-as hostile code must; the batch's fixed cost per submission (two Python + torch starts) is
-what dominates.
+as hostile code must, in bubblewrap where it works (``--sandbox none`` elsewhere); the batch's
+fixed cost per submission (two Python + torch starts) is what dominates.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from test_reports import GRADESCOPE_SCHEMA, Tags
 from benchmarks.make_class import SELECT, SELECTED, Expected, fast_rubric, make_class, problems
 from llm_grade.cli import main
 from llm_grade.exporters import load_results
+from llm_grade.isolation import bubblewrap
 from llm_grade.report import common_failures
 from llm_grade.results import GradeResult
 from llm_grade.rubric import load_rubric
@@ -53,10 +54,12 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> dict:
     rubric = fast_rubric(root / "rubric.toml")
     args = ["batch", str(klass), "--out", str(out), "--jobs", "2", "--rubric", str(rubric)]
     args += ["--isolation", "process", "-k", SELECT]
+    args += ["--sandbox", "bubblewrap" if bubblewrap() else "none"]
     run = CliRunner().invoke(main, args)
-    missing = [name for name in expected if not (out / name / "results.json").is_file()]
+    students = out / "students"
+    missing = [name for name in expected if not (students / name / "results.json").is_file()]
     assert not missing, f"not graded: {missing}\n{run.output}"
-    results = {name: load_results(out / name) for name in expected}
+    results = {name: load_results(students / name) for name in expected}
     return {
         "klass": klass,
         "out": out,
@@ -94,7 +97,7 @@ def test_batch_grades_everything_but_the_unsafe_archive(graded):
     out: Path = graded["out"]
     assert not (out / ".staged" / "escape.py").exists()
     assert not list(out.rglob("escape.py"))
-    assert not (out / "correct-01.zip" / "results.json").exists()
+    assert not (out / "students" / "correct-01.zip" / "results.json").exists()
 
 
 def test_every_student_scores_as_expected(graded):
@@ -143,7 +146,7 @@ def test_grades_csv_has_a_row_per_student_and_the_error(graded):
 def test_gradescope_exports_match_the_schema_and_the_scores(graded):
     jsonschema.Draft7Validator.check_schema(GRADESCOPE_SCHEMA)
     for name, result in graded["results"].items():
-        data = json.loads((graded["out"] / name / "gradescope.json").read_text())
+        data = json.loads((graded["out"] / "students" / name / "gradescope.json").read_text())
         jsonschema.validate(data, GRADESCOPE_SCHEMA)
         assert data["score"] == result.score
         assert sum(t["max_score"] for t in data["tests"]) == pytest.approx(TOTAL)
@@ -151,7 +154,7 @@ def test_gradescope_exports_match_the_schema_and_the_scores(graded):
 
 def test_junit_exports_parse_and_count_the_failures(graded):
     for name, result in graded["results"].items():
-        xml = JUnitXml.fromfile(str(graded["out"] / name / "junit.xml"))
+        xml = JUnitXml.fromfile(str(graded["out"] / "students" / name / "junit.xml"))
         checks = [k for c in result.components for k in c.checks]
         assert xml.tests == len(checks), name
         outcomes = [r for suite in xml for case in suite for r in case.result]
@@ -161,7 +164,7 @@ def test_junit_exports_parse_and_count_the_failures(graded):
         assert sum(isinstance(r, Failure) and not isinstance(r, Error) for r in outcomes) == sum(
             k.status in ("failed", "not_implemented", "forbidden") for k in checks
         )
-    stubs = JUnitXml.fromfile(str(graded["out"] / "stubs-2" / "junit.xml"))
+    stubs = JUnitXml.fromfile(str(graded["out"] / "students" / "stubs-2" / "junit.xml"))
     assert stubs.failures == stubs.tests
 
 
@@ -222,6 +225,6 @@ def test_a_second_run_skips_unchanged_submissions_and_regrades_a_changed_noteboo
     assert run.exit_code == 1, run.output
     assert "Graded 30 of 31 submissions (29 unchanged, not graded again)." in run.output
     assert staged.stat().st_mtime_ns == before  # an unchanged zip is not even unpacked again
-    result = load_results(graded["out"] / "partial-notebook")
+    result = load_results(graded["out"] / "students" / "partial-notebook")
     expected = graded["expected"]["partial-notebook"]
     assert 0 < result.score == _exact_score(result, expected) < TOTAL
