@@ -556,6 +556,9 @@ class WorkerTransport:
             return
         processes, threads = self._census()
         if processes > self._baseline[0] or threads > self._baseline[1]:
+            time.sleep(0.05)  # a thread joined just before the reply may still be exiting
+            processes, threads = self._census()
+        if processes > self._baseline[0] or threads > self._baseline[1]:
             what = "a process" if processes > self._baseline[0] else "a thread"
             self.kill()
             raise WorkerDied(

@@ -583,12 +583,13 @@ class GradingSession:
             self._collect_helper(getattr(self, "_helper_items", []))
         result = self.assemble()
         if self._handle is not None and self.out_dir:
+            from .text import clean_tree
             from .visuals import collect
 
             # pictures for the HTML report (a handful of calls, through the same handle)
             self._handle.begin_check("")
             try:
-                result.artifacts = collect(self._handle, self.reference())
+                result.artifacts = clean_tree(collect(self._handle, self.reference()))
             except WorkerFailure:  # out of time: the report goes without pictures
                 result.artifacts = {}
         if self.out_dir:

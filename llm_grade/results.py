@@ -11,10 +11,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .text import clean_text
+from .text import clean_text, clean_tree
 
 STATUSES = ("passed", "failed", "error", "not_implemented", "forbidden", "skipped")
 SCHEMA_VERSION = 1
+
+
+_TEXT_FIELDS = frozenset({"title", "message", "hint", "counterexample", "traceback"})
 
 
 @dataclass
@@ -38,13 +41,14 @@ class CheckResult:
     # "where": str}; the HTML report draws |got - expected| from it
     diff: dict | None = None
 
-    def __post_init__(self) -> None:
+    def __setattr__(self, name: str, value: Any) -> None:
         # learner-controlled text (messages, tracebacks, printed values) never reaches a
-        # terminal or a file with escapes or control characters in it
-        for name in ("title", "message", "hint", "counterexample", "traceback"):
-            setattr(self, name, clean_text(getattr(self, name)))
-        if self.diff and isinstance(self.diff.get("where"), str):
-            self.diff["where"] = clean_text(self.diff["where"])
+        # terminal or a file with escapes or control characters in it, however it was set
+        if name in _TEXT_FIELDS and value is not None:
+            value = clean_text(value)
+        elif name == "diff" and isinstance(value, dict):
+            value = clean_tree(value)
+        super().__setattr__(name, value)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,6 +108,7 @@ class GradeResult:
     def __post_init__(self) -> None:
         self.submission = clean_text(self.submission)
         self.notes = [clean_text(n) for n in self.notes]
+        self.artifacts = clean_tree(self.artifacts)
 
     @property
     def score(self) -> float:
@@ -124,7 +129,7 @@ class GradeResult:
             "isolation": self.isolation,
             "rubric": self.rubric,
             "components": [c.to_dict() for c in self.components],
-            "artifacts": self.artifacts,
+            "artifacts": clean_tree(self.artifacts),
             "sources": self.sources,
             "notes": self.notes,
         }

@@ -39,4 +39,15 @@ def clean_text(text: str) -> str:
     return _ESCAPES.sub("", text).translate(_DROP)
 
 
-__all__ = ["clean_text"]
+def clean_tree(value):
+    """``value`` (plain JSON-like data) with every string in it cleaned."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        return [clean_tree(v) for v in value]
+    if isinstance(value, dict):
+        return {clean_text(str(k)): clean_tree(v) for k, v in value.items()}
+    return value
+
+
+__all__ = ["clean_text", "clean_tree"]

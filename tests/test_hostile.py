@@ -7,13 +7,14 @@ import hashlib
 import json
 import os
 import random
+import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
-from lg_paths import GRADERS, REFERENCE, REPO
+from lg_paths import GRADERS, REFERENCE, REPO, STUBS
 
 from llm_grade.engine import grade
 from llm_grade.isolation import bubblewrap
@@ -37,6 +38,19 @@ def fast_rubric(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("rubric") / "rubric.toml"
     path.write_text((GRADERS / "rubric.toml").read_text() + LIMITS)
     return path
+
+
+def _rubric(attack, folder: Path) -> Path:
+    """The fast rubric, with the policy on or off as the attack asks, and its own limits."""
+    text = (GRADERS / "rubric.toml").read_text() + LIMITS + attack.limits
+    if not attack.policy:
+        text += "\n[policy]\nenabled = false\n"
+    path = folder / "rubric.toml"
+    path.write_text(text)
+    return path
+
+
+UNCLEAN = ("\x1b", "\r", "\u202e", "\x07", "\x9b")
 
 
 def _tree_hash(root: Path) -> str:
@@ -67,7 +81,7 @@ def _insert(source: str, anchor: str, code: str) -> str:
 
 
 @pytest.mark.parametrize("attack", ATTACKS, ids=[a.id for a in ATTACKS])
-def test_attack_is_contained(attack, reference_copy, tmp_path, fast_rubric):
+def test_attack_is_contained(attack, reference_copy, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "sentinel.txt").write_text("keep me")
@@ -86,7 +100,7 @@ def test_attack_is_contained(attack, reference_copy, tmp_path, fast_rubric):
     result = grade(
         reference_copy,
         out=out,
-        rubric=fast_rubric,
+        rubric=_rubric(attack, tmp_path),
         isolation="process",
         quiet=True,
         select=" or ".join((attack.target, *attack.honest)),
@@ -105,8 +119,11 @@ def test_attack_is_contained(attack, reference_copy, tmp_path, fast_rubric):
     for name in attack.honest:
         assert by_name[name].score == by_name[name].max_score, f"{name} lost points"
     # the trusted results file is ours, nothing else in the output folder changed
-    data = json.loads((out / "results.json").read_text())
+    raw = (out / "results.json").read_text()
+    data = json.loads(raw)
     assert data["score"] == result.score and data["isolation"]["mode"] == "process"
+    shown = json.dumps(data, ensure_ascii=False) + "".join(c.message for c in target.checks)
+    assert not [c for c in UNCLEAN if c in shown], "learner text reached the results raw"
     assert (out / "sentinel.txt").read_text() == "keep me"
     assert sorted(p.name for p in out.iterdir()) == ["results.json", "sentinel.txt"]
     assert _tree_hash(REFERENCE) == before
@@ -114,6 +131,8 @@ def test_attack_is_contained(attack, reference_copy, tmp_path, fast_rubric):
     time.sleep(0.2)
     assert _processes_with(marker) == [], "a process outlived the worker"
     assert elapsed < 120
+    if attack.policy:  # refused from the source: the attack never ran in the worker
+        assert {c.status for c in target.checks} == {"forbidden"}
 
 
 def test_the_sandbox_is_bubblewrap_on_linux_ci():
@@ -156,3 +175,116 @@ def test_a_batch_of_attacks_and_honest_submissions_scores_each_one_right(tmp_pat
     for name, (folder, expected) in batch.items():
         result = grade(folder, rubric=fast_rubric, isolation="process", quiet=True, select=select)
         assert result.score == expected, name
+
+
+# ----------------------------------------------------------------------- the folder itself
+
+
+def _copy(src: Path, dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    for path in src.glob("*.py"):
+        if path.name != "__init__.py":
+            (dest / path.name).write_text(path.read_text())
+    return dest
+
+
+def _points(result, name: str) -> float:
+    return next(c.score for c in result.components if c.name == name)
+
+
+def test_a_submissions_init_py_never_runs(tmp_path, fast_rubric):
+    folder = _copy(STUBS, tmp_path / "stubs-plus-init")
+    (folder / "__init__.py").write_text(
+        "import torch\nfrom . import attention\n"
+        "attention.softmax = lambda x, dim=-1: torch.softmax(x, dim)\n"
+    )
+    result = grade(folder, rubric=fast_rubric, isolation="process", quiet=True, select="softmax")
+    assert _points(result, "softmax") == 0
+    assert {c.status for comp in result.components for c in comp.checks} == {"not_implemented"}
+    assert any("__init__.py" in note for note in result.notes)
+
+
+def test_a_symlink_to_trusted_code_is_not_graded(tmp_path, fast_rubric):
+    folder = _copy(REFERENCE, tmp_path / "linked")
+    (folder / "attention.py").unlink()
+    (folder / "attention.py").symlink_to(REFERENCE / "attention.py")
+    result = grade(
+        folder, rubric=fast_rubric, isolation="process", quiet=True, select="softmax or gelu"
+    )
+    assert _points(result, "softmax") == 0
+    assert _points(result, "gelu") == next(
+        c.max_score for c in result.components if c.name == "gelu"
+    )
+    assert any("symbolic link" in note for note in result.notes)
+
+
+def test_compiled_bytecode_shipped_with_a_submission_never_runs(tmp_path, fast_rubric):
+    import importlib.util
+    import py_compile
+
+    folder = _copy(STUBS, tmp_path / "stubs-plus-pyc")
+    cached = Path(importlib.util.cache_from_source(str(folder / "attention.py")))
+    cached.parent.mkdir()
+    py_compile.compile(
+        str(REFERENCE / "attention.py"),
+        cfile=str(cached),
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    )
+    result = grade(folder, rubric=fast_rubric, isolation="process", quiet=True, select="softmax")
+    assert _points(result, "softmax") == 0
+    assert {c.status for comp in result.components for c in comp.checks} == {"not_implemented"}
+
+
+def _cli() -> str:
+    return str(Path(sys.executable).parent / "llm-grade")
+
+
+def test_code_in_the_callers_folder_never_stands_in_for_the_grader(tmp_path, fast_rubric):
+    """`cd submission && llm-grade grade .`: a pytest.py or an llm_grade/ folder there is the
+    learner's, and must not run in the grading processes (--jobs 2 starts a helper)."""
+    folder = _copy(STUBS, tmp_path / "sub")
+    fake = "import sys\nprint('FAKE GRADER RAN')\nsys.exit(0)\n"
+    (folder / "pytest.py").write_text(fake)
+    (folder / "conftest.py").write_text(fake)
+    (folder / "llm_grade").mkdir()
+    (folder / "llm_grade" / "__init__.py").write_text(fake)
+    (folder / "llm_grade" / "__main__.py").write_text(fake)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [_cli(), "grade", ".", "--jobs", "2", "-k", "softmax or gelu", "--out", str(out)]
+        + ["--rubric", str(fast_rubric)],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "FAKE GRADER RAN" not in proc.stdout + proc.stderr
+    data = json.loads((out / "results.json").read_text())
+    statuses = {t["status"] for c in data["components"] for t in c["tests"]}
+    assert data["score"] == 0 and statuses == {"not_implemented"}  # both groups graded, for real
+
+
+def test_an_llm_grade_folder_in_the_class_never_grades_the_class(tmp_path, fast_rubric):
+    klass = tmp_path / "class"
+    _copy(STUBS, klass / "stubby")
+    (klass / "llm_grade").mkdir()
+    forged = (
+        "import json, pathlib, sys\nout = pathlib.Path(sys.argv[sys.argv.index('--out') + 1])\n"
+        "out.mkdir(parents=True, exist_ok=True)\n"
+        "(out / 'results.json').write_text(json.dumps({'score': 100}))\n"
+    )
+    (klass / "llm_grade" / "__init__.py").write_text("")
+    (klass / "llm_grade" / "__main__.py").write_text(forged)
+    proc = subprocess.run(
+        [_cli(), "batch", ".", "--out", str(tmp_path / "out"), "-k", "softmax"]
+        + ["--rubric", str(fast_rubric)]
+        + ([] if bubblewrap() else ["--sandbox", "none"]),
+        cwd=klass,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    data = json.loads((tmp_path / "out" / "students" / "stubby" / "results.json").read_text())
+    assert data["score"] == 0 and data["max_score"] > 0

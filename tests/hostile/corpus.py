@@ -6,6 +6,11 @@ at the end of the module (``at=None``: runs at import time). ``{OUT}``, ``{REPO}
 number. ``target`` is the component under attack: with ``earns_nothing`` it must score 0;
 otherwise (the attack does not touch the maths) it must keep full points. ``honest`` are
 components of the same submission that must keep their points.
+
+``policy``: the attack is graded with the submission policy on (the default rubric), so it
+must be refused from its source. The others are graded with the policy off, as an instructor
+who switched it off would: they test the walls behind it (the sandbox, the limits, the
+runtime guard), which must hold on their own.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ class Attack:
     at_import: bool = False
     message: str = ""  # substring expected in the target's failure messages
     honest: tuple[str, ...] = ("causal_mask", "LayerNorm")
+    policy: bool = False  # graded with the submission policy on (see the module docstring)
+    limits: str = ""  # extra [limits] lines for this attack's rubric
 
 
 ATTACKS = [
@@ -138,7 +145,7 @@ ATTACKS = [
         "background-process",
         "padding_mask",
         "import subprocess\nsubprocess.Popen(['sleep', '{MARKER}'], start_new_session=True)",
-        message="processes",
+        message="process",
     ),
     Attack(
         "slow-but-correct",
@@ -157,4 +164,268 @@ ATTACKS = [
     ),
     Attack("reads-stdin", "padding_mask", "input()", message="EOFError"),
     Attack("keyboard-interrupt", "gelu", "raise KeyboardInterrupt", honest=("softmax",)),
+    # ------------------------------------------------------------------ round two
+    # 1. trusted code reachable from learner code (with the policy off: the walls alone)
+    Attack(
+        "imports-an-oracle",
+        "softmax",
+        "from llm_grade.oracles.attention import softmax as trusted\nreturn trusted(x, dim)",
+        message="not available",
+    ),
+    Attack(
+        "oracle-from-sys-modules",
+        "softmax",
+        "import sys\nfound = [getattr(m, 'softmax') for k, m in list(sys.modules.items())\n"
+        "         if 'oracle' in k and hasattr(m, 'softmax')]\nreturn found[0](x, dim)",
+        message="IndexError",
+    ),
+    Attack(
+        "oracle-through-gc",
+        "softmax",
+        "import gc\nfound = [o for o in gc.get_objects() if callable(o)\n"
+        "         and 'oracle' in str(getattr(o, '__module__', ''))]\n"
+        "return found[0](x, dim)",
+        message="IndexError",
+    ),
+    Attack(
+        "oracle-through-frames",
+        "gelu",
+        "import sys\nf = sys._getframe()\nwhile f is not None:\n"
+        "    ex = f.f_locals.get('self')\n"
+        "    if hasattr(ex, 'oracles') and 'gelu' in ex.oracles:\n"
+        "        return ex.oracles['gelu'](x, approximate)\n"
+        "    f = f.f_back\nraise RuntimeError('no trusted gelu in this worker')",
+        message="no trusted gelu",
+    ),
+    Attack(
+        "execs-the-installed-oracle-source",
+        "gelu",
+        "import importlib.util, os\n"
+        "pkg = os.path.dirname(importlib.util.find_spec('llm_grade').origin)\n"
+        "ns = {}\nexec(open(os.path.join(pkg, 'oracles', 'feedforward.py')).read()"
+        ".replace('from . import recorded', 'recorded = lambda c: c'), ns)\n"
+        "return ns['gelu'](x, approximate)",
+        message="FileNotFoundError",
+    ),
+    Attack(
+        "reads-the-site-packages-reference",
+        "LayerNorm",
+        "import glob, sys\n"
+        "for p in sys.path:\n"
+        "    for f in glob.glob(p + '/llm_grade/_bundled/reference/normalization.py'):\n"
+        "        ns = {}\n"
+        "        exec(open(f).read().replace('from __future__ import annotations', ''), ns)\n"
+        "        return ns['LayerNorm'].forward(self, x)\n"
+        "raise RuntimeError('no reference found')",
+        message="no reference found",
+        honest=("softmax", "gelu"),
+    ),
+    Attack(  # switching the in-worker guard off works only where the policy is off
+        "switches-the-guard-off",
+        "gelu",
+        "import gc\nfor o in gc.get_objects():\n"
+        "    if type(o).__name__ == 'RuntimeGuard':\n"
+        "        o.forbidden.clear(); o.ops.clear()\n"
+        "return getattr(torch.nn.functional, 'ge' + 'lu')(x, approximate=approximate)",
+        message="not allowed",
+        policy=True,
+    ),
+    # 2. forbidden functionality under another name (the runtime layer, policy off)
+    Attack(
+        "softmax-via-torch-ops",
+        "softmax",
+        "return torch.ops.aten._softmax(x, dim, False)",
+        message="aten._softmax",
+    ),
+    Attack(
+        "softmax-via-log-softmax-exp",
+        "softmax",
+        "return x.log_softmax(dim).exp()",
+        message="log_softmax",
+    ),
+    Attack(
+        "layer-norm-via-torch-layer-norm",
+        "LayerNorm",
+        "return torch.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)",
+        message="layer_norm",
+        honest=("softmax", "gelu"),
+    ),
+    Attack(
+        "gelu-via-torch-c-nn",
+        "gelu",
+        "return torch._C._nn.gelu(x, approximate=approximate)",
+        message="gelu",
+    ),
+    Attack(
+        "forbidden-call-in-a-thread",
+        "gelu",
+        "import threading\nbox = []\nt = threading.Thread(target=lambda: box.append("
+        "getattr(torch.nn.functional, 'ge' + 'lu')(x, approximate=approximate)))\n"
+        "t.start()\nt.join()\nreturn box[0]",  # the guard raised in the thread: box is empty
+    ),
+    Attack(
+        "forbidden-call-caught-by-the-learner",
+        "softmax",
+        "try:\n    return torch.ops.aten._softmax(x, dim, False)\nexcept BaseException:\n    pass",
+        message="aten._softmax",
+    ),
+    Attack(
+        "compiled-under-an-oracle-name",
+        "softmax",
+        "ns = {'torch': torch}\nexec(compile('def f(x, d):\\n    return torch.softmax(x, d)',"
+        " '<llm-grade oracle softmax>', 'exec'), ns)\nreturn ns['f'](x, dim)",
+        message="forbid",
+    ),
+    # 6. time: every call slow, but under the per-call limit
+    Attack(
+        "every-call-sleeps",
+        "padding_mask",
+        "import time\ntime.sleep(1.0)",
+        message="too slow",
+        honest=("softmax",),
+        limits="check_budget_s = 3\nbudget_s = 60\n",
+    ),
+    # 7. a thread left running after the call
+    Attack(
+        "thread-left-allocating",
+        "softmax",
+        "import threading, time\nhog = []\n"
+        "def _grow():\n    while True:\n        hog.append(bytearray(2**22)); time.sleep(0.01)\n"
+        "threading.Thread(target=_grow, daemon=True).start()",
+        message="left a thread running",
+        honest=("gelu", "LayerNorm"),
+    ),
+    Attack(
+        "thread-left-sleeping",
+        "TokenEmbedding",
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(60,), daemon=True)"
+        ".start()",
+        message="left a thread running",
+    ),
+    # 8. text that would rewrite the instructor's terminal
+    Attack(
+        "escapes-in-an-error",
+        "gelu",
+        "raise ValueError('\\x1b[2J\\x1b[H\\x1b]0;pwned\\x07all good\\u202e\\r100/100')",
+        message="all good",
+    ),
+    Attack(
+        "exits-during-import",
+        "LayerNorm",
+        "print('\\x1b[2Jbye from normalization', flush=True)\nimport os\nos._exit(3)",
+        at_import=True,
+        message="Importing your normalization.py",
+        honest=("softmax", "gelu"),
+    ),
+    # the policy: refused from the source, before anything runs
+    Attack(
+        "policy-import-sys",
+        "softmax",
+        "import sys\nreturn sys.modules['torch'].softmax(x, dim)",
+        message="`import sys` is not allowed",
+        policy=True,
+    ),
+    Attack(
+        "policy-gc",
+        "gelu",
+        "import gc\nreturn [o for o in gc.get_objects() if callable(o)][0](x)",
+        message="not allowed",
+        policy=True,
+    ),
+    Attack(
+        "policy-dunder-globals",
+        "gelu",
+        "return gelu.__globals__['torch'].nn.functional.gelu(x)",
+        message="__globals__",
+        policy=True,
+    ),
+    Attack(
+        "policy-subclasses-walk",
+        "softmax",
+        "for c in ().__class__.__base__.__subclasses__():\n    pass\nreturn x",
+        message="not allowed",
+        policy=True,
+    ),
+    Attack(
+        "policy-generator-frame",
+        "softmax",
+        "frame = (lambda: (yield))().gi_frame\nreturn frame.f_back.f_globals['softmax'](x, dim)",
+        message="not allowed",
+        policy=True,
+    ),
+    Attack(
+        "policy-exec-string",
+        "LayerNorm",
+        "exec('import torch')\nreturn x",
+        message="`exec",
+        policy=True,
+        honest=("softmax", "gelu"),
+    ),
+    Attack(
+        "policy-computed-getattr",
+        "softmax",
+        "return getattr(torch, 'soft' + 'max')(x, dim)",
+        message="getattr",
+        policy=True,
+    ),
+    Attack(
+        "policy-torch-c",
+        "gelu",
+        "return torch._C._nn.gelu(x)",
+        message="torch._C",
+        policy=True,
+    ),
+    Attack(
+        "policy-torch-ops",
+        "softmax",
+        "return torch.ops.aten._softmax(x, dim, False)",
+        message="torch.ops",
+        policy=True,
+    ),
+    Attack(
+        "policy-torch-function-mode",
+        "LayerNorm",
+        "from torch.overrides import TorchFunctionMode\nreturn x",
+        message="not allowed",
+        policy=True,
+        honest=("softmax", "gelu"),
+    ),
+    Attack(
+        "policy-open-a-file",
+        "LayerNorm",
+        "open('/etc/passwd').read()\nreturn x",
+        message="`open",
+        policy=True,
+        honest=("softmax", "gelu"),
+    ),
+    Attack(
+        "policy-os-through-torch",
+        "gelu",
+        "torch.os.system('true')\nreturn x",
+        message="not allowed",
+        policy=True,
+    ),
+    Attack(
+        "policy-patch-allclose",
+        "softmax",
+        "torch.allclose = lambda *a, **k: True\nreturn x",
+        message="not allowed",
+        policy=True,
+    ),
+    Attack(
+        "policy-import-llm-grade",
+        "softmax",
+        "from llm_grade.oracles.attention import softmax as trusted\nreturn trusted(x, dim)",
+        message="llm_grade",
+        policy=True,
+    ),
+    Attack(
+        "policy-module-level-import-os",
+        "LayerNorm",
+        "import os\n",
+        at_import=True,
+        message="every component of normalization.py",
+        policy=True,
+        honest=("softmax", "gelu"),
+    ),
 ]
