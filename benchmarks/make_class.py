@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import re
 import sys
 import textwrap
 import zipfile
@@ -66,7 +67,7 @@ max_processes = 8
 def fast_rubric(dest: Path, rubric: Path = REPO / "graders" / "rubric.toml") -> Path:
     """Write ``rubric`` with tight worker limits (a hung call costs 5 s, not 20) to ``dest``."""
     text = rubric.read_text(encoding="utf-8")
-    if "[limits]" in text:
+    if re.search(r"^\[limits\]", text, re.MULTILINE):
         raise ValueError(f"{rubric} already has a [limits] table")
     dest.write_text(text + FAST_LIMITS, encoding="utf-8")
     return dest

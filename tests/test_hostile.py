@@ -18,6 +18,7 @@ from lg_paths import GRADERS, REFERENCE, REPO, STUBS
 
 from llm_grade.engine import grade
 from llm_grade.isolation import bubblewrap
+from llm_grade.rubric import load_rubric
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "hostile"))
 from corpus import ANCHORS, ATTACKS  # noqa: E402
@@ -288,3 +289,35 @@ def test_an_llm_grade_folder_in_the_class_never_grades_the_class(tmp_path, fast_
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     data = json.loads((tmp_path / "out" / "students" / "stubby" / "results.json").read_text())
     assert data["score"] == 0 and data["max_score"] > 0
+
+
+def test_a_submission_slow_everywhere_finishes_within_its_time_budget(reference_copy, tmp_path):
+    """Every call sleeps under the per-call limit: grading still ends at the budget, with a
+    result for every check and a clear message on the ones it had no time for."""
+    for component in ("softmax", "padding_mask", "gelu", "LayerNorm"):
+        module, anchor = ANCHORS[component]
+        path = reference_copy / f"{module}.py"
+        path.write_text(_insert(path.read_text(), anchor, "import time\ntime.sleep(0.4)"))
+    rubric = tmp_path / "rubric.toml"
+    rubric.write_text(
+        (GRADERS / "rubric.toml").read_text()
+        + "\n[limits]\ncall_timeout_s = 3\ncheck_budget_s = 1000\nbudget_s = 12\n"
+        + "\n[policy]\nenabled = false\n"
+    )
+    started = time.monotonic()
+    result = grade(
+        reference_copy,
+        rubric=rubric,
+        isolation="process",
+        quiet=True,
+        select="softmax or padding_mask or gelu or LayerNorm",
+        jobs=1,
+    )
+    elapsed = time.monotonic() - started
+    checks = [c for comp in result.components for c in comp.checks]
+    rubric_checks = load_rubric(rubric).checks
+    expected = sum(len(rubric_checks[c]) for c in ("softmax", "padding_mask", "gelu", "LayerNorm"))
+    assert len(checks) == expected  # every check has a result
+    assert any("Time budget exhausted" in c.message for c in checks)
+    assert result.score < result.max_score
+    assert elapsed < 12 + 30, elapsed  # the budget, plus starting Python, torch and the worker
