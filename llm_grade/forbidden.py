@@ -549,6 +549,12 @@ def _op_watch_class():
     class OpWatch(TorchDispatchMode):
         """Sees every ATen operator that runs; raises on the component's forbidden ones."""
 
+        @classmethod
+        def _should_skip_dynamo(cls) -> bool:
+            # nothing here is ever compiled: without this, the first operator imports
+            # torch._dynamo (1.4 s and a few hundred MB in every worker)
+            return False
+
         def __init__(self, guard: RuntimeGuard, component: str):
             super().__init__()
             # names of our own: TorchDispatchMode keeps attributes of its own on instances
