@@ -177,6 +177,7 @@ class GradingSession:
         self.result: GradeResult | None = None
         self.staged = None  # the copy of the submission that is graded (see stage())
         self.refused: dict[str, str] = {}  # component -> why the submission policy refuses it
+        self._policy_changed = False  # the policy cut code out of the staged copy
         if self.jobs > 1 and not self.part and _will_run(config):
             self._start_helper(config)
         if self.submission_path.is_dir() and _will_run(config):
@@ -279,6 +280,7 @@ class GradingSession:
         for module, check in check_submission(sources, self.rubric.policy).items():
             if check.cleaned_source != sources[module]:
                 (root / f"{module}.py").write_text(check.cleaned_source, encoding="utf-8")
+                self._policy_changed = True
             for component in sorted(check.refused_components):
                 own = [v for v in check.violations if v.component == component]
                 shared = [v for v in check.violations if v.component is None]
@@ -329,9 +331,15 @@ class GradingSession:
 
             if self.staged is None:  # not a folder: open_submission says so
                 raise FileNotFoundError(f"submission folder {self.submission_path} does not exist")
-            self.static_violations = scan_submission(self.staged.root, self.rubric.forbidden)
+            root = self.staged.root
+            left_out = any("not graded" in note for note in self.staged.notes)
+            if self.isolation == "none" and not self._policy_changed and not left_out:
+                # fast local mode: the learner's own files, so a debugger's breakpoints and
+                # tracebacks point at them (same sources, so the same score)
+                root = self.submission_path
+            self.static_violations = scan_submission(root, self.rubric.forbidden)
             self._handle = open_submission(
-                self.staged.root,
+                root,
                 isolation=self.isolation,
                 forbidden=self.rubric.forbidden,
                 limits=self.rubric.limits,
