@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .components import MODULES
+from .text import clean_text
 
 MAX_MEMBERS = 2000
 MAX_UNCOMPRESSED = 50 * 2**20  # bytes, all members together
@@ -90,20 +91,27 @@ def find_submissions(root: Path) -> list[Submission]:
                 found.append((path.name, path, "folder"))
         elif path.is_file() and path.suffix.lower() in ARCHIVE_SUFFIXES:
             found.append((path.stem, path, ARCHIVE_SUFFIXES[path.suffix.lower()]))
+    # a file name is learner-controlled text: no escapes or control characters in a name
+    found = [(clean_text(stem) or "student", path, kind) for stem, path, kind in found]
     found.sort(key=lambda f: (f[0], PRECEDENCE.index(f[2]), f[1].name))
-    names = {path.name for _, path, _ in found}
+    names = {clean_text(path.name) for _, path, _ in found}
     owner: dict[str, Path] = {}  # student name -> the entry graded under it
     submissions = []
     for stem, path, kind in found:
         name, note = stem, ""
+        full = clean_text(path.name)
         if stem in owner:
-            name, n = path.name, 2
-            while name in owner or (name != path.name and name in names):
-                name, n = f"{path.name}-{n}", n + 1
+            name, n = full, 2
+            while name in owner or (name != full and name in names):
+                name, n = f"{full}-{n}", n + 1
             note = (
-                f"name clash: {owner[stem].name}{'/' if owner[stem].is_dir() else ''} is graded "
-                f"as {stem!r}, so {path.name} is graded as {name!r}"
+                f"name clash: {clean_text(owner[stem].name)}"
+                f"{'/' if owner[stem].is_dir() else ''} is graded "
+                f"as {stem!r}, so {full} is graded as {name!r}"
             )
+        if full != path.name:
+            note += "; " if note else ""
+            note += "the file name held control characters; they were left out of the name"
         owner[name] = path
         submissions.append(Submission(name, path, kind, note))
     return sorted(submissions, key=lambda s: s.name)

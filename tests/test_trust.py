@@ -216,3 +216,14 @@ def test_the_worker_masks_every_installed_copy_of_trusted_code():
     assert (package / "oracles").as_posix() in paths
     for p in paths:
         assert Path(p).is_dir()
+
+
+def test_a_student_name_with_control_characters_is_cleaned_and_says_so(tmp_path):
+    from llm_grade.staging import find_submissions
+
+    for name in ("alice", "bob\x1b[2J\u202e"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "attention.py").write_text("x = 1\n")
+    found = {s.name: s for s in find_submissions(tmp_path)}
+    assert set(found) == {"alice", "bob"}
+    assert "control characters" in found["bob"].note
