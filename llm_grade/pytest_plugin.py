@@ -595,8 +595,8 @@ class GradingSession:
             from .visuals import collect
 
             # pictures for the HTML report (a handful of calls, through the same handle)
-            self._handle.begin_check("")
             try:
+                self._handle.begin_check("")
                 result.artifacts = clean_tree(collect(self._handle, self.reference()))
             except WorkerFailure:  # out of time: the report goes without pictures
                 result.artifacts = {}
