@@ -307,6 +307,7 @@ def test_a_submission_slow_everywhere_finishes_within_its_time_budget(reference_
     started = time.monotonic()
     result = grade(
         reference_copy,
+        out=tmp_path / "out",
         rubric=rubric,
         isolation="process",
         quiet=True,
@@ -314,6 +315,7 @@ def test_a_submission_slow_everywhere_finishes_within_its_time_budget(reference_
         jobs=1,
     )
     elapsed = time.monotonic() - started
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["score"] == result.score
     checks = [c for comp in result.components for c in comp.checks]
     rubric_checks = load_rubric(rubric).checks
     expected = sum(len(rubric_checks[c]) for c in ("softmax", "padding_mask", "gelu", "LayerNorm"))
