@@ -28,11 +28,14 @@ def main() -> None:
     """
 
 
-def sandbox_option(default: str, help_text: str):
-    """``--sandbox``, shared by ``grade`` and ``batch``."""
+SANDBOXES = ("auto", "bubblewrap", "none")
+
+
+def sandbox_option(default: str, help_text: str, choices: tuple[str, ...] = SANDBOXES):
+    """``--sandbox``, shared by ``grade`` and ``batch`` (which has no ``auto``)."""
     return click.option(
         "--sandbox",
-        type=click.Choice(["auto", "bubblewrap", "none"]),
+        type=click.Choice(list(choices)),
         default=default,
         show_default=True,
         help=help_text,
@@ -265,14 +268,12 @@ def report(results_json: Path, out: Path | None, view: str) -> None:
     help="Only grade checks matching this pytest -k expression (as `llm-grade grade -k`).",
 )
 @device_option("Where learner code runs its tensors (see `llm-grade grade --help`).")
-@click.option(
-    "--sandbox",
-    type=click.Choice(["bubblewrap", "none"]),
-    default="bubblewrap",
-    show_default=True,
-    help="'bubblewrap': each student's code sees only its own submission (batch refuses to "
+@sandbox_option(
+    "bubblewrap",
+    "'bubblewrap': each student's code sees only its own submission (batch refuses to "
     "start without bubblewrap). 'none': grade without it; students could then read and "
     "change each other's files, and every output says so.",
+    choices=("bubblewrap", "none"),
 )
 @click.option("--force", is_flag=True, help="Grade again even submissions that did not change.")
 def batch(
