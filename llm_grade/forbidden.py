@@ -524,7 +524,7 @@ class RuntimeGuard:
         runs underneath raises (see :data:`FAMILY_OPS`), unless a trusted part ran it."""
         if not self.ops.get(component):
             return contextlib.nullcontext()
-        return _OpWatch(self, component)
+        return _op_watch_class()(self, component)
 
     @contextmanager
     def active(self) -> Iterator[None]:
@@ -572,7 +572,3 @@ def _op_watch_class():
             return func(*args, **(kwargs or {}))
 
     return OpWatch
-
-
-def _OpWatch(guard: RuntimeGuard, component: str):  # noqa: N802 - a class, built lazily
-    return _op_watch_class()(guard, component)

@@ -457,8 +457,9 @@ class WorkerTransport:
                 }
             ) from None
 
-    def _check_tree(self, doing: str) -> None:
-        """Kill the worker when its process tree has too many processes or too much memory."""
+    def _check_tree(self, doing: str) -> list[int]:
+        """Kill the worker when its process tree has too many processes or too much memory;
+        else return the tree's pids."""
         pids = _tree(self.proc.pid)
         if len(pids) > self.limits.max_processes + 2:  # + bwrap and the namespace's init
             self.kill()
@@ -480,6 +481,7 @@ class WorkerTransport:
                     f"memory while {doing}",
                 }
             )
+        return pids
 
     def _read_frame(self, deadline: float, doing: str) -> bytes:
         """Read one length-prefixed frame, never past ``deadline`` nor over the size cap."""
@@ -538,9 +540,11 @@ class WorkerTransport:
             self.kill()
             raise WorkerDied(record) from None
 
-    def _census(self) -> tuple[int, int]:
-        """(processes, threads) in the worker's tree, read from /proc (not asked of it)."""
-        pids = _tree(self.proc.pid)
+    def _census(self, pids: list[int] | None = None) -> tuple[int, int]:
+        """(processes, threads) in the worker's tree (``pids``, else read again), from /proc:
+        never asked of the worker."""
+        if pids is None:
+            pids = _tree(self.proc.pid)
         threads = 0
         for pid in pids:
             try:
@@ -549,12 +553,12 @@ class WorkerTransport:
                 continue
         return len(pids), threads
 
-    def _check_leftovers(self, doing: str) -> None:
+    def _check_leftovers(self, doing: str, pids: list[int]) -> None:
         """A call into learner code must leave nothing running: a thread or process still
         alive after the reply ends this worker, and the call is charged for it."""
         if self._baseline is None:
             return
-        processes, threads = self._census()
+        processes, threads = self._census(pids)
         if processes > self._baseline[0] or threads > self._baseline[1]:
             time.sleep(0.05)  # a thread joined just before the reply may still be exiting
             processes, threads = self._census()
@@ -574,8 +578,8 @@ class WorkerTransport:
     def _answer(self, doing: str, deadline: float) -> dict:
         """The reply to the request sent last, waiting until ``deadline`` at most."""
         reply = self._receive(max(deadline - time.monotonic(), 0.01), doing)
-        self._check_tree(doing)  # processes left running after a reply count too
-        self._check_leftovers(doing)
+        pids = self._check_tree(doing)  # processes left running after a reply count too
+        self._check_leftovers(doing, pids)
         if not isinstance(reply, dict) or reply.get("id") != self._seq or "ok" not in reply:
             # out of step: something else wrote to the reply pipe
             self.kill()
@@ -605,13 +609,14 @@ class WorkerTransport:
         # a batch (see Submission._batch) may hold several calls into learner code
         timeout = self.limits.call_timeout_s * len(parts)
         budget_left = None if self.deadline is None else self.deadline - time.monotonic()
-        if budget_left is not None and budget_left < timeout:
+        clipped = budget_left is not None and budget_left < timeout  # the budget ends first
+        if clipped:
             timeout = max(budget_left, 0.01)
         try:
             reply = self._roundtrip(request, doing, timeout)
         except WorkerDied as exc:
             record = exc.record
-            if record["kind"] == "timeout" and budget_left is not None and budget_left <= timeout:
+            if record["kind"] == "timeout" and clipped:
                 record = {
                     "kind": "budget",
                     "exc_type": "Budget",

@@ -274,9 +274,7 @@ class GradingSession:
         stubbed out, so it never runs. The worker has not imported anything yet."""
         from .policy import check_submission
 
-        root = self.staged.root
-        sources = {p.stem: p.read_text(encoding="utf-8") for p in sorted(root.glob("*.py"))}
-        self.refused: dict[str, str] = {}  # component -> the learner-facing message
+        root, sources = self.staged.root, self.staged.texts
         for module, check in check_submission(sources, self.rubric.policy).items():
             if check.cleaned_source != sources[module]:
                 (root / f"{module}.py").write_text(check.cleaned_source, encoding="utf-8")
@@ -332,8 +330,8 @@ class GradingSession:
             if self.staged is None:  # not a folder: open_submission says so
                 raise FileNotFoundError(f"submission folder {self.submission_path} does not exist")
             root = self.staged.root
-            left_out = any("not graded" in note for note in self.staged.notes)
-            if self.isolation == "none" and not self._policy_changed and not left_out:
+            unchanged = not self._policy_changed and not self.staged.skipped
+            if self.isolation == "none" and unchanged:
                 # fast local mode: the learner's own files, so a debugger's breakpoints and
                 # tracebacks point at them (same sources, so the same score)
                 root = self.submission_path
@@ -591,13 +589,12 @@ class GradingSession:
             self._collect_helper(getattr(self, "_helper_items", []))
         result = self.assemble()
         if self._handle is not None and self.out_dir:
-            from .text import clean_tree
             from .visuals import collect
 
             # pictures for the HTML report (a handful of calls, through the same handle)
             try:
                 self._handle.begin_check("")
-                result.artifacts = clean_tree(collect(self._handle, self.reference()))
+                result.artifacts = collect(self._handle, self.reference())
             except WorkerFailure:  # out of time: the report goes without pictures
                 result.artifacts = {}
         if self.out_dir:

@@ -105,10 +105,13 @@ class GradeResult:
     # what the grader left out of the submission, and why (symbolic links, __init__.py, ...)
     notes: list[str] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self.submission = clean_text(self.submission)
-        self.notes = [clean_text(n) for n in self.notes]
-        self.artifacts = clean_tree(self.artifacts)
+    def __setattr__(self, name: str, value: Any) -> None:
+        # as in CheckResult: learner-controlled text is cleaned however it is set
+        if name == "submission":
+            value = clean_text(value)
+        elif name in ("notes", "artifacts"):
+            value = clean_tree(value)
+        super().__setattr__(name, value)
 
     @property
     def score(self) -> float:
@@ -129,7 +132,7 @@ class GradeResult:
             "isolation": self.isolation,
             "rubric": self.rubric,
             "components": [c.to_dict() for c in self.components],
-            "artifacts": clean_tree(self.artifacts),
+            "artifacts": self.artifacts,
             "sources": self.sources,
             "notes": self.notes,
         }

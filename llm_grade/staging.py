@@ -305,21 +305,24 @@ class StagedFolder:
 
     root: Path  # the fresh folder that is graded
     sources: dict[str, str]  # module file name -> SHA-256 of the bytes graded
+    texts: dict[str, str]  # module -> the source staged (what the policy then checks)
+    skipped: list[str]  # module files present but not graded (a link, too large)
     notes: list[str]  # what staging left out, and why (for the report)
 
 
-def stage_folder(src: Path, dest: Path, rewrite=None) -> StagedFolder:
+def stage_folder(src: Path, dest: Path) -> StagedFolder:
     """Copy the curriculum modules of the folder ``src`` into the new folder ``dest``.
 
     Only regular ``<module>.py`` files at the top of ``src`` are copied: no ``__pycache__``
     (compiled bytecode would run instead of the source that was checked), no symbolic links
     (a link could point at trusted code), no hidden files, and not the submission's
-    ``__init__.py`` (the engine makes the package itself). ``rewrite(module, source)``, when
-    given, returns the text to stage instead (the submission policy removes refused code).
+    ``__init__.py`` (the engine makes the package itself).
     """
     src, dest = Path(src), Path(dest)
     dest.mkdir(parents=True, exist_ok=False)
     sources: dict[str, str] = {}
+    texts: dict[str, str] = {}
+    skipped: list[str] = []
     notes: list[str] = []
     if (src / "__init__.py").is_file():
         notes.append("__init__.py is not run by the grader (the engine makes the package).")
@@ -327,16 +330,16 @@ def stage_folder(src: Path, dest: Path, rewrite=None) -> StagedFolder:
         path = src / f"{module}.py"
         if path.is_symlink():
             notes.append(f"{path.name} is a symbolic link and was not graded: submit the file.")
+            skipped.append(path.name)
             continue
         if not path.is_file():
             continue
         data = path.read_bytes()
         if len(data) > MAX_SOURCE:
             notes.append(f"{path.name} is over {MAX_SOURCE // 2**20} MiB and was not graded.")
+            skipped.append(path.name)
             continue
-        text = data.decode("utf-8", errors="replace")
-        if rewrite is not None:
-            text = rewrite(module, text)
-        (dest / path.name).write_text(text, encoding="utf-8")
+        texts[module] = data.decode("utf-8", errors="replace")
+        (dest / path.name).write_text(texts[module], encoding="utf-8")
         sources[path.name] = hashlib.sha256(data).hexdigest()
-    return StagedFolder(dest, sources, notes)
+    return StagedFolder(dest, sources, texts, skipped, notes)
