@@ -22,7 +22,16 @@ from llm_grade.strategies import (
     sizes,
     token_batches,
 )
-from llm_grade.toolkit import build_pair, expect_gradients, reference_of, same_inputs
+from llm_grade.toolkit import (
+    build_pair,
+    expect_gradients,
+    expect_on_meta,
+    expect_rejects,
+    raises_value_error,
+    reference_of,
+    same_inputs,
+    started,
+)
 
 shapes = st.lists(st.integers(1, 5), min_size=1, max_size=3)
 
@@ -115,6 +124,40 @@ class TestSoftmax:
             hint=hint,
         )
 
+    @given(
+        shape=st.lists(st.integers(1, 5), min_size=2, max_size=3).filter(lambda s: s[0] >= 2),
+        seed=seeds,
+        dtype=dtypes,
+        data=st.data(),
+    )
+    def test_stable_per_row(self, sub, ref, shape, seed, dtype, data):
+        """rows far apart (offsets up to 1e4, spreads 1e-3 to 1e4) each stay finite and exact"""
+        dim = data.draw(st.integers(1, len(shape) - 1), label="dim")
+        g = torch.Generator().manual_seed(seed)
+        rows = [n if i != dim else 1 for i, n in enumerate(shape)]  # one offset per row
+        big = 1e4 if dtype == torch.float64 else 1e2
+        offsets = torch.tensor([0.0, big, -big, 1e3, -50.0], dtype=torch.float64)
+        spreads = torch.tensor([1e-3, 1.0, 1e2, big, 10.0], dtype=torch.float64)
+        offset, spread = torch.randint(0, 5, (2, *rows), generator=g)
+        offset[0], offset[1] = 1, 2  # rows 1e4 apart are always there
+        x = randn(shape, seed=seed) * spreads[spread] + offsets[offset]
+        x = x.to(dtype)
+        case = _softmax_case(x, dim) + (
+            "\n  every row (along dim) has its own offset (0, ±1e2..1e4) and spread (1e-3 .. 1e4)"
+        )
+        hint = (
+            "Subtract each row's own maximum, x.max(dim=dim, keepdim=True).values, not one "
+            "maximum of the whole tensor: a row far below the global maximum underflows to "
+            "exp(-huge) = 0 everywhere and gives 0 / 0 = NaN."
+        )
+        expect_close(
+            sub.call("softmax", x, dim=dim),
+            reference_of(ref, "softmax")(x, dim=dim),
+            f"softmax(x, dim={dim}) for rows at very different offsets",
+            case=case,
+            hint=hint,
+        )
+
     @given(shape=shapes.filter(lambda s: s[-1] >= 2), seed=seeds, dtype=dtypes)
     def test_neg_inf_gets_zero_weight(self, sub, ref, shape, seed, dtype):
         """-inf entries get exactly zero weight; the rest still sum to 1"""
@@ -190,22 +233,59 @@ class TestCausalMask:
                 hint=hint,
             )
 
-    @given(T=st.integers(1, 5))
-    def test_device_argument(self, sub, T):
-        """honours the device argument"""
-        got = expect_tensor(
-            sub.call("causal_mask", T, device="cpu"),
-            "causal_mask(T, 'cpu')",
-            shape=(T, T),
-            dtype=torch.bool,
-            case=f"seq_len={T}, device='cpu'",
+    @given(T=st.integers(1, 5), device=st.sampled_from(["meta", "cpu", "meta-device"]))
+    def test_device_argument(self, sub, T, device):
+        """builds the mask on the device it is given (the meta device works on every machine)"""
+        arg = torch.device("meta") if device == "meta-device" else device
+        shown = "torch.device('meta')" if device == "meta-device" else repr(device)
+        case = f"seq_len={T}, device={shown}"
+        hint = (
+            "Create the mask on the device asked for: torch.ones(seq_len, seq_len, "
+            "dtype=torch.bool, device=device).tril() (not on the CPU and then left there)."
         )
-        if got.device.type != "cpu" or not torch.equal(got, causal(T)):
+        got = sub.call("causal_mask", T, device=arg)
+        if isinstance(got, torch.Tensor) and type(got) is torch.Tensor and got.is_meta:
+            if tuple(got.shape) != (T, T) or got.dtype != torch.bool:
+                fail(
+                    f"causal_mask({T}, device={shown}) has shape {tuple(got.shape)} and dtype "
+                    f"{got.dtype}, expected ({T}, {T}) and torch.bool.",
+                    case=case,
+                    hint=hint,
+                )
+            if torch.device(arg).type != "meta":
+                fail(f"causal_mask({T}, device={shown}) is on the meta device.", case=case)
+            return
+        got = expect_tensor(
+            got, f"causal_mask({T}, device={shown})", shape=(T, T), dtype=torch.bool, case=case
+        )
+        if torch.device(arg).type == "meta":
             fail(
-                "causal_mask(T, device='cpu') is not the expected cpu mask.",
-                case=f"seq_len={T}",
-                hint="Pass device=device to the tensor constructor.",
+                f"causal_mask({T}, device={shown}) returned a tensor on the CPU: the device "
+                "argument is ignored.",
+                case=case,
+                hint=hint,
             )
+        if not torch.equal(got, causal(T)):
+            fail(
+                f"causal_mask({T}, device={shown}) is not the causal mask.",
+                case=case,
+                detail=f"  got:\n{got.int()}",
+                hint="True on and below the diagonal: torch.ones(T, T, dtype=torch.bool, "
+                "device=device).tril().",
+            )
+
+    @given(seq_len=st.integers(-5, -1))
+    def test_rejects_negative_length(self, sub, seq_len):
+        """raises ValueError naming seq_len when it is negative"""
+        started(lambda: sub.call("causal_mask", 2))
+        raises_value_error(
+            lambda: sub.call("causal_mask", seq_len),
+            names=("seq_len",),
+            what=f"causal_mask({seq_len})",
+            case=f"seq_len={seq_len}",
+            hint="A length cannot be negative: raise ValueError(f'seq_len must be >= 0, got "
+            "{seq_len}') first (torch.ones(-1, -1) fails with a RuntimeError instead).",
+        )
 
 
 class TestPaddingMask:
@@ -233,6 +313,20 @@ class TestPaddingMask:
                 detail=f"  expected: {expected.int().tolist()}\n  got:      {got.int().tolist()}",
                 hint="True means 'a real token, may be attended to': tokens != pad_id.",
             )
+
+    @given(B=st.integers(1, 3), T=st.integers(1, 6), pad_id=st.integers(0, 4))
+    def test_runs_on_any_device(self, sub, B, T, pad_id):
+        """returns the mask on the device of the tokens"""
+        tokens = torch.randint(0, 6, (B, T), generator=torch.Generator().manual_seed(T))
+        expect_on_meta(
+            sub,
+            "padding_mask",
+            (tokens, pad_id),
+            shape=(B, 1, T),
+            dtype=torch.bool,
+            case=case_str(B=B, T=T, pad_id=pad_id),
+            what="padding_mask(tokens, pad_id)",
+        )
 
 
 def _attention_inputs(s, seed, dtype, scale, lead):
@@ -306,6 +400,50 @@ class TestScaledDotProductAttention:
                 "(it must be -1) and that masking happens before, not after, the softmax.",
             )
 
+    @given(s=sizes(cross=True, min_len=2), seed=seeds, dtype=dtypes, data=st.data())
+    def test_stable_per_row(self, sub, ref, s, seed, dtype, data):
+        """query rows at very different scales (1e-3 to 1e3) each get exact, finite weights"""
+        lead = (s.B,)
+        q, k, v = _attention_inputs(s, seed, torch.float64, 1.0, lead)
+        top = 1e3 if dtype == torch.float64 else 10.0
+        factors = torch.tensor([1e-3, 1.0, top, 30.0], dtype=torch.float64)
+        g = torch.Generator().manual_seed(seed)
+        pick = torch.randint(0, 4, (s.B, s.T, 1), generator=g)
+        pick[0, 0], pick[-1, -1] = 2, 0  # one row of huge scores, one of tiny ones
+        q = (q * factors[pick]).to(dtype)
+        k, v = k.to(dtype), v.to(dtype)
+        mask, mask_desc = data.draw(masks(s.B, s.T, s.S, kinds=("none", "padding")), label="mask")
+        case = case_str(q=q, k=k, v=v) + f", mask={mask_desc}"
+        case += f"\n  query rows scaled by {factors[pick].flatten().tolist()}"
+        out = sub.call("scaled_dot_product_attention", q, k, v, mask)
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            fail("scaled_dot_product_attention should return a pair (out, weights).", case=case)
+        expected = reference_of(ref, "scaled_dot_product_attention")(q, k, v, mask)
+        expect_close(
+            out[1],
+            expected[1],
+            "weights for query rows at very different scales",
+            case=case,
+            hint="Each query row needs its own stable softmax over the keys: subtract the "
+            "row's maximum (keepdim=True along the key axis), not the maximum of all scores; "
+            "a row far below the global maximum underflows to 0 / 0 = NaN.",
+        )
+
+    @given(s=sizes(cross=True), seed=seeds, data=st.data())
+    def test_runs_on_any_device(self, sub, s, seed, data):
+        """runs with q, k, v and the mask on another device (meta) and returns results there"""
+        q, k, v = _attention_inputs(s, seed, torch.float64, 1.0, (s.B,))
+        mask, mask_desc = data.draw(masks(s.B, s.T, s.S), label="mask")
+        expect_on_meta(
+            sub,
+            "scaled_dot_product_attention",
+            (q, k, v, mask),
+            shape=(s.B, s.T, s.d_model),
+            dtype=torch.float64,
+            case=case_str(q=q, k=k, v=v) + f", mask={mask_desc}",
+            what="scaled_dot_product_attention(q, k, v, mask)",
+        )
+
     @given(s=sizes(cross=True), seed=seeds, data=st.data())
     def test_key_order_does_not_matter(self, sub, s, seed, data):
         """permuting keys and values together leaves the output unchanged"""
@@ -371,6 +509,11 @@ class TestAttentionHead:
             dict(d_model=s.d_model, d_head=s.d_head),
             extra=(None, None),
         )
+
+    @given(bad=st.sampled_from([("d_model", 0), ("d_model", -2), ("d_head", 0), ("d_head", -1)]))
+    def test_rejects_bad_arguments(self, sub, bad):
+        """raises ValueError naming the argument when d_model or d_head is not positive"""
+        expect_rejects(sub, "AttentionHead", dict(d_model=4, d_head=2), dict([bad]))
 
 
 def _gradients_reach_all(sub, ref, component, s, seed, kwargs, extra=()):
@@ -522,6 +665,23 @@ class TestMultiHeadAttention:
             "batch and head axes: view(B, T, n_heads, d_head) then transpose(1, 2).",
         )
 
+    @given(s=sizes(cross=True), seed=seeds, data=st.data())
+    def test_runs_on_any_device(self, sub, ref, s, seed, data):
+        """runs with its weights, inputs and mask on another device (meta)"""
+        kwargs = dict(d_model=s.d_model, n_heads=s.n_heads)
+        pair = build_pair(sub, ref, "MultiHeadAttention", seed=seed, **kwargs)
+        x, mem = _mha_inputs(s, seed, torch.float64)
+        mask, mask_desc = data.draw(masks(s.B, s.T, s.S), label="mask")
+        expect_on_meta(
+            sub,
+            pair.student,
+            (x, mem, mem, mask),
+            shape=x.shape,
+            dtype=torch.float64,
+            case=case_str(B=s.B, T_q=s.T, T_k=s.S, **kwargs) + f", mask={mask_desc}",
+            what="MultiHeadAttention",
+        )
+
     @settings(max_examples=6)
     @given(s=sizes(), seed=seeds)
     def test_dropout_only_in_training(self, sub, ref, s, seed):
@@ -549,6 +709,96 @@ class TestMultiHeadAttention:
                 case=case,
                 hint="Apply dropout to the attention weights (after the softmax), "
                 "e.g. self.dropout = nn.Dropout(dropout) in __init__.",
+            )
+
+    @settings(max_examples=8)
+    @given(
+        s=sizes(cross=True, min_len=2),
+        seed=seeds,
+        p=st.sampled_from([0.1, 0.5]),
+        causal_too=st.booleans(),
+        data=st.data(),
+    )
+    def test_masks_hold_in_training(self, sub, ref, s, seed, p, causal_too, data):
+        """in train(), with dropout, masked keys still get no weight and outputs stay finite"""
+        kwargs = dict(d_model=s.d_model, n_heads=s.n_heads, dropout=p)
+        pair = build_pair(sub, ref, "MultiHeadAttention", seed=seed, train=True, **kwargs)
+        S = s.T if causal_too else s.S
+        lengths = data.draw(st.lists(st.integers(1, S), min_size=s.B, max_size=s.B))
+        mask = (torch.arange(S) < torch.tensor(lengths).unsqueeze(1)).unsqueeze(1)  # [B, 1, S]
+        mask_desc = f"padding [B, 1, T_k] with lengths {lengths}"
+        if causal_too:
+            mask = mask & causal(S)
+            mask_desc = f"causal_mask({S}) & {mask_desc}"
+        x, mem = _mha_inputs(s, seed, torch.float64)
+        mem = x if causal_too else mem
+        keys_kept = mask.any(1).unsqueeze(-1)  # [B, S, 1]: a key some query may attend to
+        mem2 = torch.where(keys_kept, mem, randn(mem.shape, seed=seed + 9) * 5)
+        case = case_str(B=s.B, T_q=s.T, T_k=S, **kwargs) + f", train(), mask={mask_desc}"
+        hint = (
+            "In train(), dropout belongs on the attention weights, after masking and the "
+            "softmax: weights = self.dropout(softmax(scores.masked_fill(~mask, -inf))). "
+            "Dropout on the scores turns a masked -inf into NaN (0 * -inf) or gives masked "
+            "keys weight again."
+        )
+        out1 = expect_tensor(
+            sub.call(pair.student, x, mem, mem, mask),
+            "output in train()",
+            shape=x.shape,
+            case=case,
+            hint=hint,
+        )
+        expect_close(
+            sub.call(pair.student, x, mem2, mem2, mask),
+            out1,
+            "output in train() after changing masked keys and values (same dropout draw)",
+            case=case,
+            hint=hint,
+        )
+
+    @settings(max_examples=8)
+    @given(
+        s=sizes(max_batch=1),
+        seed=seeds,
+        p=st.sampled_from([0.25, 0.5]),
+        bias=st.booleans(),
+    )
+    def test_dropout_on_the_weights(self, sub, ref, s, seed, p, bias):
+        """in train(), dropout drops whole attention weights and scales the rest by 1/(1-p)"""
+        kwargs = dict(d_model=s.d_model, n_heads=s.n_heads, dropout=p, bias=bias)
+        pair = build_pair(sub, ref, "MultiHeadAttention", seed=seed, train=True, **kwargs)
+        B, T = 2, 8  # 16 queries per head: some weights are surely dropped, some kept
+        x = randn((B, T, s.d_model), seed=seed)
+        mem = randn((B, 1, s.d_model), seed=seed + 1)  # one key: every weight is exactly 1
+        case = case_str(B=B, T_q=T, T_k=1, **kwargs) + ", train(), mask=None"
+        out = expect_tensor(
+            sub.call(pair.student, x, mem, mem), "output in train()", shape=x.shape, case=case
+        )
+        r = pair.reference
+        with torch.no_grad():
+            v = r.v_proj(mem)  # [B, 1, d_model]: what one key contributes, per head
+            w_o = r.out_proj.weight
+            b_o = r.out_proj.bias if r.out_proj.bias is not None else torch.zeros(s.d_model)
+            # undo out_proj: the concatenated heads the learner's module computed
+            heads = torch.linalg.solve(w_o, (out - b_o).reshape(-1, s.d_model).T).T
+        heads = heads.reshape(B, T, s.n_heads, s.d_head)
+        kept = (v / (1 - p)).reshape(B, 1, s.n_heads, s.d_head)
+        size = kept.abs().amax().item() + 1e-12
+        dropped_ok = heads.abs().amax(-1) <= 1e-6 * size
+        kept_ok = (heads - kept).abs().amax(-1) <= 1e-6 * size
+        bad = ~(dropped_ok | kept_ok)
+        if bool(bad.any()):
+            b, t, h = bad.nonzero()[0].tolist()
+            fail(
+                f"With one key (every attention weight is 1) and dropout={p}, head {h} of "
+                f"query {t} should give either 0 (weight dropped) or v / (1 - p) (kept); it "
+                f"gives neither.",
+                case=case,
+                detail=f"  head {h} (before out_proj): {fmt_values(heads[b, t, h])}\n"
+                f"  v / (1 - p):              {fmt_values(kept[b, 0, h])}",
+                hint="Dropout applies to the attention weights, after the softmax, with the "
+                "module's p: weights = self.dropout(weights) with self.dropout = "
+                "nn.Dropout(dropout); not to the scores, q, k, v or the output.",
             )
 
     @given(s=sizes(min_len=2), seed=seeds)
@@ -616,3 +866,12 @@ class TestMultiHeadAttention:
             hint="d_model must split evenly into heads: raise ValueError when "
             "d_model % n_heads != 0.",
         )
+
+    @given(
+        bad=st.sampled_from(
+            [("n_heads", 0), ("n_heads", -2), ("d_model", 0), ("dropout", -0.1), ("dropout", 1.0)]
+        )
+    )
+    def test_rejects_bad_arguments(self, sub, bad):
+        """raises ValueError naming the argument for sizes <= 0 or dropout outside [0, 1)"""
+        expect_rejects(sub, "MultiHeadAttention", dict(d_model=4, n_heads=2), dict([bad]))

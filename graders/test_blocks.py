@@ -23,6 +23,7 @@ from llm_grade.compare import (
     hint_for,
 )
 from llm_grade.strategies import (
+    Sizes,
     causal,
     dtypes,
     masks,
@@ -32,7 +33,14 @@ from llm_grade.strategies import (
     seeds,
     sizes,
 )
-from llm_grade.toolkit import build_pair, expect_gradients, same_inputs
+from llm_grade.toolkit import (
+    build_pair,
+    expect_dropout_statistics,
+    expect_gradients,
+    expect_on_meta,
+    expect_own_structure,
+    same_inputs,
+)
 
 # d_model <= 8 keeps every example fast; the sub-modules are oracles, so widths matter little
 small = sizes(max_heads=2)
@@ -68,6 +76,19 @@ INPLACE_HINT = (
     "Use out-of-place ops: x = x + sublayer(...) instead of x += ..., and never assign into "
     "x, memory or a mask."
 )
+
+
+def _structure(sub, ref, component, children, s, seed, dropout) -> None:
+    kwargs = dict(d_model=s.d_model, n_heads=s.n_heads, d_ff=s.d_ff, dropout=dropout)
+    expect_own_structure(
+        sub,
+        ref,
+        component,
+        kwargs,
+        children=children(s, dropout),
+        case=_case(s, dropout=str(dropout)),
+        seed=seed,
+    )
 
 
 def _case(s, dtype=None, *, cross=False, **extra) -> str:
@@ -138,6 +159,11 @@ class TestEncoderLayer:
             case=_case(s, dtype, dropout=str(dropout), scale=str(scale)) + f", mask={mask_desc}",
             hint=hint_for(got, candidates, hint),
         )
+
+    @given(s=small, seed=seeds, dropout=st.sampled_from([0.0, 0.3]))
+    def test_structure(self, sub, ref, s, seed, dropout):
+        """builds its own sub-layers from your classes, with its arguments, nothing shared"""
+        _structure(sub, ref, "EncoderLayer", _encoder_layer_children, s, seed, dropout)
 
     @given(s=small, seed=seeds, data=st.data())
     def test_padding_invariance(self, sub, ref, s, seed, data):
@@ -257,6 +283,11 @@ class TestDecoderLayer:
             hint=hint_for(got, candidates, hint),
         )
 
+    @given(s=small, seed=seeds, dropout=st.sampled_from([0.0, 0.3]))
+    def test_structure(self, sub, ref, s, seed, dropout):
+        """builds its own sub-layers from your classes, with its arguments, nothing shared"""
+        _structure(sub, ref, "DecoderLayer", _decoder_layer_children, s, seed, dropout)
+
     @given(s=small_cross, seed=seeds, data=st.data())
     def test_causality(self, sub, ref, s, seed, data):
         """with a causal tgt_mask, changing later target positions never changes earlier outputs"""
@@ -369,6 +400,20 @@ def _block_with_mask_only(block, x, mask):
     return x + block.ffn(block.norm2(x))
 
 
+def _block_statistics(sub, pair, x, n, case) -> None:
+    expect_dropout_statistics(
+        sub,
+        pair,
+        (x,),
+        replicas=n,
+        case=case,
+        what="the output",
+        hint="The block's dropout applies to each sub-layer's output before its residual "
+        "add, with the block's p: x = x + self.dropout(self.attn(h, h, h, allowed)); "
+        "x = x + self.dropout(self.ffn(self.norm2(x))); not to the residual stream x.",
+    )
+
+
 class TestTransformerBlock:
     component = "TransformerBlock"
 
@@ -395,6 +440,11 @@ class TestTransformerBlock:
             case=_case(s, dtype, dropout=str(dropout), scale=str(scale)) + f", mask={mask_desc}",
             hint=hint_for(got, candidates, hint),
         )
+
+    @given(s=small, seed=seeds, dropout=st.sampled_from([0.0, 0.3]))
+    def test_structure(self, sub, ref, s, seed, dropout):
+        """builds its own sub-layers from your classes, with its arguments, nothing shared"""
+        _structure(sub, ref, "TransformerBlock", _block_children, s, seed, dropout)
 
     @given(s=small, seed=seeds, padded=st.booleans(), data=st.data())
     def test_causality(self, sub, ref, s, seed, padded, data):
@@ -440,6 +490,47 @@ class TestTransformerBlock:
                 "residual add: x = x + self.dropout(self.attn(h, h, h, allowed)), with "
                 "self.dropout = nn.Dropout(dropout).",
             )
+
+    @settings(max_examples=4)
+    @given(s=wide_cross, seed=seeds, p=st.sampled_from([0.2, 0.5]))
+    def test_dropout_placement(self, sub, ref, s, seed, p):
+        """in train(), its own dropout acts on each sub-layer's output, with the block's p"""
+        s = Sizes(2, 4, 4, s.d_model, s.n_heads, s.d_ff)  # 32+ entries of each draw compared
+        pair = _block(sub, ref, s, seed=seed, dropout=p, child_dropout=0.0)
+        sub.configure(pair.student, train=True)
+        n = 1000
+        x = randn((s.B, s.T, s.d_model), seed=seed).repeat(n, 1, 1)
+        case = _case(s, dropout=p) + f", train(), x repeated {n} times"
+        case += " (sub-layers without dropout of their own)"
+        inner = [
+            m
+            for part in (pair.reference.attn, pair.reference.ffn)
+            for m in part.modules()
+            if isinstance(m, torch.nn.Dropout)
+        ]
+        for m in inner:  # like the oracles: the sub-layers' own dropout off (restored below)
+            m.p = 0.0
+        try:
+            _block_statistics(sub, pair, x, n, case)
+        finally:
+            for m in inner:
+                m.p = p
+
+    @given(s=small, seed=seeds, padded=st.booleans())
+    def test_runs_on_any_device(self, sub, ref, s, seed, padded):
+        """runs on the device of its input (the meta device): the causal mask is made there"""
+        pair = _block(sub, ref, s, seed=seed)
+        x = randn((s.B, s.T, s.d_model), seed=seed)
+        mask = padding_from_lengths([s.T] * s.B, s.T) if padded else None
+        expect_on_meta(
+            sub,
+            pair.student,
+            (x, mask),
+            shape=x.shape,
+            dtype=torch.float64,
+            case=_case(s) + f", mask={'padding [B, 1, T]' if padded else 'None'}",
+            what="TransformerBlock",
+        )
 
     @given(s=small, seed=seeds, dtype=dtypes, padded=st.booleans())
     def test_keeps_dtype_and_inputs(self, sub, ref, s, seed, dtype, padded):

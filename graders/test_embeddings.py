@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 from llm_grade.compare import TOLERANCES, case_str, expect_close, expect_tensor, fail, fmt_values
 from llm_grade.outcomes import CheckFailure, LearnerError, NotImplementedYet
 from llm_grade.strategies import dtypes, randn, scales, seeds, token_batches
-from llm_grade.toolkit import build_pair, reference_of, same_inputs
+from llm_grade.toolkit import (
+    build_pair,
+    expect_gradients,
+    expect_on_meta,
+    reference_of,
+    same_inputs,
+)
 
 even_widths = st.integers(1, 8).map(lambda n: 2 * n)
 """An even ``d_model`` (2 to 16): the sinusoidal table pairs its features."""
@@ -166,6 +172,13 @@ class TestTokenEmbedding:
             "ValueError(f'vocab_size must be positive, got {vocab_size}') (same for d_model).",
         )
 
+    @given(vocab=st.integers(1, 8), d_model=st.integers(1, 6), seed=seeds)
+    def test_gradients_reach_every_parameter(self, sub, ref, vocab, d_model, seed):
+        """gradients reach the embedding table (it is a trainable parameter)"""
+        pair = build_pair(sub, ref, "TokenEmbedding", seed=seed, vocab_size=vocab, d_model=d_model)
+        tokens = torch.arange(vocab).unsqueeze(0)  # every row of the table is used
+        expect_gradients(sub, pair, tokens, case=case_str(vocab_size=vocab, d_model=d_model))
+
 
 # --------------------------------------------------------------------------- the table
 
@@ -245,13 +258,15 @@ class TestSinusoidalPositionalEncodingFunction:
                 hint=hint,
             )
 
-    @given(seq_len=st.integers(1, 12), d_model=even_widths, base=bases, dtype=dtypes)
-    def test_honours_base_and_dtype(self, sub, ref, seq_len, d_model, base, dtype):
-        """uses the `base` argument in the angle and returns a table of the requested dtype"""
-        case = _table_case(seq_len, d_model, base=base, dtype=dtype)
-        got = sub.call("sinusoidal_positional_encoding", seq_len, d_model, base=base, dtype=dtype)
+    @given(seq_len=st.integers(2, 12), d_model=even_widths, base=bases)
+    def test_honours_base(self, sub, ref, seq_len, d_model, base):
+        """uses the `base` argument in the angle, p / base**(2i/d_model)"""
+        case = _table_case(seq_len, d_model, base=base, dtype=torch.float64)
+        got = sub.call(
+            "sinusoidal_positional_encoding", seq_len, d_model, base=base, dtype=torch.float64
+        )
         expected = reference_of(ref, "sinusoidal_positional_encoding")(
-            seq_len, d_model, base=base, dtype=dtype
+            seq_len, d_model, base=base, dtype=torch.float64
         )
         expect_tensor(
             got,
@@ -260,21 +275,39 @@ class TestSinusoidalPositionalEncodingFunction:
             case=case,
             hint="The table is [seq_len, d_model]: one row per position, one column per feature.",
         )
+        expect_close(
+            got.to(torch.float64) if isinstance(got, torch.Tensor) else got,
+            expected,
+            f"sinusoidal_positional_encoding(..., base={base:g})",
+            case=case,
+            check_dtype=False,
+            **_f32_tol(),
+            hint="Use `base` in the angle, p / base**(2i/d_model), instead of a hard-coded 10000.",
+        )
+
+    @given(seq_len=st.integers(1, 12), d_model=even_widths, dtype=dtypes)
+    def test_honours_dtype(self, sub, ref, seq_len, d_model, dtype):
+        """returns a table of the requested dtype, accurate to that dtype"""
+        case = _table_case(seq_len, d_model, dtype=dtype)
+        got = sub.call("sinusoidal_positional_encoding", seq_len, d_model, dtype=dtype)
+        expected = reference_of(ref, "sinusoidal_positional_encoding")(
+            seq_len, d_model, dtype=dtype
+        )
         expect_tensor(
             got,
             "the table",
             dtype=dtype,
+            shape=expected.shape,
             case=case,
             hint="Honour `dtype`: compute the table in float64 and return table.to(dtype).",
         )
         expect_close(
             got,
             expected,
-            f"sinusoidal_positional_encoding(..., base={base:g}, dtype={dtype})",
+            f"sinusoidal_positional_encoding(..., dtype={dtype})",
             case=case,
-            hint="Use `base` in the angle, p / base**(2i/d_model), instead of a hard-coded "
-            "10000, and compute in float64 before casting to `dtype` (a float64 table built "
-            "in float32 is off in the 7th digit).",
+            hint="Compute in float64 (angles and table) and cast the finished table to `dtype` (a "
+            "float64 table built in float32 is off in the 7th digit).",
         )
 
     @given(d_model=st.sampled_from([1, 3, 5, 7, 15, 0, -2]), seq_len=st.integers(1, 5))
@@ -296,12 +329,13 @@ class TestSinusoidalPositionalEncodingFunction:
 
 
 @st.composite
-def positions_setup(draw, *, max_len_default: int | None = None):
-    """Sizes for a positional module: B, T, d_model (even), max_len >= T (or the default)."""
+def positions_setup(draw, *, max_len_default: int | None = None, full: bool = False):
+    """Sizes for a positional module: B, T, d_model (even), max_len > T (or the default);
+    with ``full``, T == max_len (the last position of the table is used)."""
     B = draw(st.integers(1, 3), label="B")
     T = draw(st.integers(1, 6), label="T")
     d_model = draw(st.integers(1, 4).map(lambda n: 2 * n), label="d_model")
-    extra = draw(st.sampled_from([0, 1, 5, None]), label="max_len - T")
+    extra = 0 if full else draw(st.sampled_from([1, 5, None]), label="max_len - T")
     max_len = max_len_default if extra is None else T + extra
     return B, T, d_model, max_len
 
@@ -357,6 +391,55 @@ def _matches_reference(sub, ref, component, setup, seed, x_dtype, module_dtype, 
         ".to(x.dtype) before adding them (a float64 table plus float32 x would be float64).",
     )
     return pair, x, got, case
+
+
+POSITION_HINTS = {
+    "SinusoidalPositionalEncoding": (
+        "x + pe[:T]",
+        "Return self.dropout(x + self.pe[:T].to(x.dtype)) with T = x.size(1): the table's "
+        "first T rows, broadcast over the batch, cast to x's dtype. The table is "
+        "sinusoidal_positional_encoding(max_len, d_model), built once in __init__.",
+    ),
+    "LearnedPositionalEmbedding": (
+        "x + embedding(arange(T))",
+        "Positions are 0..T-1 with T = x.size(1): self.embedding(torch.arange(T, "
+        "device=x.device)) gives [T, d_model], which broadcasts over the batch; cast it to "
+        "x.dtype and return self.dropout(x + positions).",
+    ),
+}
+FULL_LENGTH_HINT = (
+    "With T == max_len every position 0..max_len-1 is used and must work: raise ValueError "
+    "only for T > max_len (not T >= max_len), and take the first T positions (pe[:T], "
+    "arange(T)), not T - 1 or positions 1..T."
+)
+
+
+def _expect_positions(sub, ref, component, setup, seed, x_dtype, module_dtype, scale, dropout):
+    """One comparison with the reference (in eval()): shape, dtype and values."""
+    B, T, d_model, max_len = setup
+    full = max_len == T
+    try:
+        pair, x, got, case = _matches_reference(
+            sub, ref, component, setup, seed, x_dtype, module_dtype, scale, dropout
+        )
+    except LearnerError as exc:
+        if full and exc.exc_type == "ValueError":
+            fail(
+                f"{component}(max_len={max_len}) refused a sequence of length T={T} == "
+                f"max_len: {exc.exc_message}",
+                case=case_str(B=B, T=T, d_model=d_model, max_len=max_len),
+                hint=FULL_LENGTH_HINT,
+            )
+        raise
+    what, hint = POSITION_HINTS[component]
+    expect_close(
+        got,
+        pair.reference(x),
+        what,
+        case=case,
+        **_f32_tol(),
+        hint=FULL_LENGTH_HINT if full else hint,
+    )
 
 
 def _dropout_only_in_training(sub, ref, component, setup, seed):
@@ -415,45 +498,36 @@ def _rejects_bad_arguments(sub, component, T, d_model, max_len, bad):
 
 
 bad_positional_args = st.sampled_from(
-    ["too long", ("max_len", 0), ("max_len", -3), ("dropout", -0.1), ("dropout", 1.5)]
+    [("max_len", 0), ("max_len", -3), ("dropout", -0.1), ("dropout", 1.5)]
 )
 
 
 class TestSinusoidalPositionalEncoding:
     component = "SinusoidalPositionalEncoding"
 
-    # always try the mixed case: a float64 module must still return float32 for float32 x
-    @example(
-        setup=(2, 3, 4, 8),
-        seed=0,
-        x_dtype=torch.float32,
-        module_dtype=torch.float64,
-        scale=1.0,
-        dropout=0.0,
-    )
     @given(
         setup=positions_setup(),
         seed=seeds,
-        x_dtype=dtypes,
-        module_dtype=dtypes,
+        dtype=dtypes,
         scale=scales,
         dropout=st.sampled_from([0.0, 0.1, 0.5]),
     )
-    def test_matches_reference(self, sub, ref, setup, seed, x_dtype, module_dtype, scale, dropout):
-        """adds the first T rows of the table to x, in x's dtype, and keeps `pe` out of state"""
-        pair, x, got, case = _matches_reference(
-            sub, ref, self.component, setup, seed, x_dtype, module_dtype, scale, dropout
-        )
-        expect_close(
-            got,
-            pair.reference(x),
-            "x + pe[:T]",
-            case=case,
-            **_f32_tol(),
-            hint="Return self.dropout(x + self.pe[:T].to(x.dtype)) with T = x.size(1): the "
-            "table's first T rows, broadcast over the batch, cast to x's dtype. The table is "
-            "sinusoidal_positional_encoding(max_len, d_model), built once in __init__.",
-        )
+    def test_matches_reference(self, sub, ref, setup, seed, dtype, scale, dropout):
+        """adds the first T rows of the table to x and keeps `pe` out of state"""
+        _expect_positions(sub, ref, self.component, setup, seed, dtype, dtype, scale, dropout)
+
+    # always try the mixed case: a float64 module must still return float32 for float32 x
+    @example(setup=(2, 3, 4, 8), seed=0, x_dtype=torch.float32)
+    @given(setup=positions_setup(), seed=seeds, x_dtype=dtypes)
+    def test_keeps_x_dtype(self, sub, ref, setup, seed, x_dtype):
+        """returns x's dtype when the module has the other float dtype"""
+        other = torch.float32 if x_dtype == torch.float64 else torch.float64
+        _expect_positions(sub, ref, self.component, setup, seed, x_dtype, other, 1.0, 0.0)
+
+    @given(setup=positions_setup(full=True), seed=seeds, dtype=dtypes)
+    def test_full_length(self, sub, ref, setup, seed, dtype):
+        """works for the longest sequence, T == max_len (every row of the table)"""
+        _expect_positions(sub, ref, self.component, setup, seed, dtype, dtype, 1.0, 0.0)
 
     @settings(max_examples=8)
     @given(setup=positions_setup(), seed=seeds)
@@ -461,48 +535,62 @@ class TestSinusoidalPositionalEncoding:
         """dropout is the identity in eval() and drops entries of x + pe in train()"""
         _dropout_only_in_training(sub, ref, self.component, setup, seed)
 
+    @given(setup=positions_setup(), seed=seeds)
+    def test_runs_on_any_device(self, sub, ref, setup, seed):
+        """moves with the module: after .to(device) its table is there too (the meta device)"""
+        B, T, d_model, max_len = setup
+        kwargs = _positional_kwargs(self.component, d_model, max_len, 0.0)
+        pair = _positional_pair(sub, ref, self.component, dtype=torch.float32, seed=seed, **kwargs)
+        x = randn((B, T, d_model), seed=seed, dtype=torch.float32)
+        expect_on_meta(
+            sub,
+            pair.student,
+            (x,),
+            shape=x.shape,
+            dtype=torch.float32,
+            case=case_str(B=B, T=T, **kwargs),
+            what="SinusoidalPositionalEncoding",
+        )
+
     @given(
         T=st.integers(1, 3), d_model=even_widths, max_len=st.integers(1, 6), bad=bad_positional_args
     )
     def test_rejects_bad_arguments(self, sub, T, d_model, max_len, bad):
-        """raises ValueError naming max_len when T > max_len (and for a bad max_len or dropout)"""
+        """raises ValueError naming the argument for max_len <= 0 or dropout outside [0, 1)"""
         _rejects_bad_arguments(sub, self.component, T, d_model, max_len, bad)
+
+    @given(T=st.integers(1, 3), d_model=even_widths, max_len=st.integers(1, 6))
+    def test_rejects_too_long(self, sub, T, d_model, max_len):
+        """raises ValueError naming max_len when T > max_len"""
+        _rejects_bad_arguments(sub, self.component, T, d_model, max_len, "too long")
 
 
 class TestLearnedPositionalEmbedding:
     component = "LearnedPositionalEmbedding"
 
-    @example(
-        setup=(2, 3, 4, 8),
-        seed=0,
-        x_dtype=torch.float32,
-        module_dtype=torch.float64,
-        scale=1.0,
-        dropout=0.0,
-    )
     @given(
         setup=positions_setup(max_len_default=9),
         seed=seeds,
-        x_dtype=dtypes,
-        module_dtype=dtypes,
+        dtype=dtypes,
         scale=scales,
         dropout=st.sampled_from([0.0, 0.1, 0.5]),
     )
-    def test_matches_reference(self, sub, ref, setup, seed, x_dtype, module_dtype, scale, dropout):
-        """adds the learned vector of position t (0..T-1) to x[:, t], in x's dtype"""
-        pair, x, got, case = _matches_reference(
-            sub, ref, self.component, setup, seed, x_dtype, module_dtype, scale, dropout
-        )
-        expect_close(
-            got,
-            pair.reference(x),
-            "x + embedding(arange(T))",
-            case=case,
-            hint="Positions are 0..T-1 with T = x.size(1): "
-            "self.embedding(torch.arange(T, device=x.device)) gives [T, d_model], which "
-            "broadcasts over the batch; cast it to x.dtype and return "
-            "self.dropout(x + positions).",
-        )
+    def test_matches_reference(self, sub, ref, setup, seed, dtype, scale, dropout):
+        """adds the learned vector of position t (0..T-1) to x[:, t]"""
+        _expect_positions(sub, ref, self.component, setup, seed, dtype, dtype, scale, dropout)
+
+    # always try the mixed case: a float64 module must still return float32 for float32 x
+    @example(setup=(2, 3, 4, 8), seed=0, x_dtype=torch.float32)
+    @given(setup=positions_setup(max_len_default=9), seed=seeds, x_dtype=dtypes)
+    def test_keeps_x_dtype(self, sub, ref, setup, seed, x_dtype):
+        """returns x's dtype when the module has the other float dtype"""
+        other = torch.float32 if x_dtype == torch.float64 else torch.float64
+        _expect_positions(sub, ref, self.component, setup, seed, x_dtype, other, 1.0, 0.0)
+
+    @given(setup=positions_setup(max_len_default=9, full=True), seed=seeds, dtype=dtypes)
+    def test_full_length(self, sub, ref, setup, seed, dtype):
+        """works for the longest sequence, T == max_len (every row of the table)"""
+        _expect_positions(sub, ref, self.component, setup, seed, dtype, dtype, 1.0, 0.0)
 
     @settings(max_examples=8)
     @given(setup=positions_setup(max_len_default=9), seed=seeds)
@@ -514,5 +602,19 @@ class TestLearnedPositionalEmbedding:
         T=st.integers(1, 3), d_model=even_widths, max_len=st.integers(1, 6), bad=bad_positional_args
     )
     def test_rejects_bad_arguments(self, sub, T, d_model, max_len, bad):
-        """raises ValueError naming max_len when T > max_len (and for a bad max_len or dropout)"""
+        """raises ValueError naming the argument for max_len <= 0 or dropout outside [0, 1)"""
         _rejects_bad_arguments(sub, self.component, T, d_model, max_len, bad)
+
+    @given(T=st.integers(1, 3), d_model=even_widths, max_len=st.integers(1, 6))
+    def test_rejects_too_long(self, sub, T, d_model, max_len):
+        """raises ValueError naming max_len when T > max_len"""
+        _rejects_bad_arguments(sub, self.component, T, d_model, max_len, "too long")
+
+    @given(setup=positions_setup(max_len_default=9), seed=seeds)
+    def test_gradients_reach_every_parameter(self, sub, ref, setup, seed):
+        """gradients reach the table of positions (it is a trainable parameter)"""
+        B, T, d_model, max_len = setup
+        kwargs = _positional_kwargs(self.component, d_model, max_len, 0.0)
+        pair = _positional_pair(sub, ref, self.component, dtype=torch.float64, seed=seed, **kwargs)
+        x = randn((B, T, d_model), seed=seed)
+        expect_gradients(sub, pair, x, case=case_str(B=B, T=T, **kwargs))

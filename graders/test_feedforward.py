@@ -16,7 +16,14 @@ from hypothesis import strategies as st
 from llm_grade.compare import case_str, expect_close, expect_tensor, fail, fmt_values
 from llm_grade.outcomes import LearnerError, NotImplementedYet
 from llm_grade.strategies import dtypes, randn, scales, seeds, sizes
-from llm_grade.toolkit import build_pair, expect_gradients, reference_of, same_inputs
+from llm_grade.toolkit import (
+    build_pair,
+    expect_dropout_statistics,
+    expect_gradients,
+    expect_rejects,
+    reference_of,
+    same_inputs,
+)
 
 shapes = st.lists(st.integers(1, 5), min_size=0, max_size=3)
 """Any shape, a 0-dim tensor included: gelu works elementwise."""
@@ -231,6 +238,33 @@ class TestFeedForward:
                 "between gelu and fc2: fc2(self.dropout(gelu(fc1(x)))).",
             )
 
+    @settings(max_examples=4)
+    @given(s=sizes().filter(lambda s: s.d_model >= 4), seed=seeds, p=st.sampled_from([0.2, 0.5]))
+    def test_dropout_placement(self, sub, ref, s, seed, p):
+        """in train(), dropout acts between gelu and fc2, with the module's p"""
+        kwargs = _ffn_kwargs(s, p)
+        pair = build_pair(sub, ref, "FeedForward", seed=seed, train=True, **kwargs)
+        n = 1000
+        x = randn((2, 4, s.d_model), seed=seed).repeat(n, 1, 1)  # 32+ entries of each draw
+        case = case_str(B=2, T=4, **kwargs) + f", train(), x repeated {n} times"
+        hint = (
+            "Dropout goes on the hidden activations, between gelu and fc2, with the module's "
+            "p: fc2(self.dropout(gelu(fc1(x)))), self.dropout = nn.Dropout(dropout); not on x, "
+            "before the gelu, or on fc2's output."
+        )
+        got = expect_tensor(
+            sub.call(pair.student, x), "output in train()", shape=x.shape, case=case, hint=hint
+        )
+        if bool((got == 0).any()):  # fc2 adds a random bias after the dropout: never exactly 0
+            fail(
+                "In train() some outputs are exactly 0: dropout was applied to fc2's output.",
+                case=case,
+                hint=hint,
+            )
+        expect_dropout_statistics(
+            sub, pair, (x,), replicas=n, case=case, hint=hint, what="the output"
+        )
+
     @given(s=sizes(), seed=seeds)
     def test_gradients_reach_every_parameter(self, sub, ref, s, seed):
         """gradients reach the weights and biases of fc1 and fc2"""
@@ -238,3 +272,12 @@ class TestFeedForward:
         pair = build_pair(sub, ref, "FeedForward", seed=seed, **kwargs)
         x = randn((s.B, s.T, s.d_model), seed=seed)
         expect_gradients(sub, pair, x, case=case_str(B=s.B, T=s.T, **kwargs))
+
+    @given(
+        bad=st.sampled_from(
+            [("d_model", 0), ("d_ff", 0), ("d_ff", -4), ("dropout", -0.1), ("dropout", 1.0)]
+        )
+    )
+    def test_rejects_bad_arguments(self, sub, bad):
+        """raises ValueError naming the argument for sizes <= 0 or dropout outside [0, 1)"""
+        expect_rejects(sub, "FeedForward", dict(d_model=4, d_ff=8), dict([bad]))

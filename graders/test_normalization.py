@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from llm_grade.compare import case_str, expect_close, expect_tensor, fail, fmt_values
 from llm_grade.outcomes import LearnerError, NotImplementedYet
 from llm_grade.strategies import dtypes, randn, scales, seeds
-from llm_grade.toolkit import build_pair, same_inputs
+from llm_grade.toolkit import (
+    build_pair,
+    expect_dropout_statistics,
+    expect_gradients,
+    expect_own_structure,
+    expect_rejects,
+    same_inputs,
+)
 
 lead_shapes = st.lists(st.integers(1, 4), min_size=0, max_size=2)
 """Leading dimensions in front of d_model: [d], [T, d] or [B, T, d]."""
@@ -193,11 +200,48 @@ class TestLayerNorm:
         d_model=st.integers(2, 8),
         seed=seeds,
         dtype=dtypes,
-        eps=st.sampled_from([1e-2, 0.1, 1.0, 1e-8]),
-        bad_eps=st.sampled_from([0.0, -1e-5]),
+        data=st.data(),
     )
-    def test_honours_eps(self, sub, ref, lead, d_model, seed, dtype, eps, bad_eps):
-        """uses the eps it is given (inside the square root) and rejects eps <= 0"""
+    def test_stable_per_row(self, sub, ref, lead, d_model, seed, dtype, data):
+        """rows at very different offsets (up to 1e4) and spreads (1e-3 to 1e4) all match"""
+        pair = build_pair(sub, ref, "LayerNorm", dtype=dtype, seed=seed, d_model=d_model)
+        # (offset, spread) per row: far apart, yet each within what the dtype resolves (two
+        # correct implementations, e.g. F.layer_norm's, agree to 1e-10 / 1e-5 on these)
+        if dtype == torch.float64:
+            kinds = [(1e4, 1.0), (-1e4, 10.0), (1e3, 0.01), (0.0, 1e-3), (0.0, 1e4), (5.0, 0.1)]
+        else:  # float32 holds ~7 digits: the spread stays within 1/3 of the offset
+            kinds = [(100.0, 30.0), (-100.0, 100.0), (0.0, 1.0), (10.0, 3.0), (0.0, 1e3)]
+        g = torch.Generator().manual_seed(seed)
+        rows = (*lead, 3, 1)
+        pick = torch.randint(0, len(kinds), rows, generator=g)
+        pick[..., 0, :] = 0  # a row far from 0 is always there
+        offsets = torch.tensor([k[0] for k in kinds], dtype=torch.float64)
+        spreads = torch.tensor([k[1] for k in kinds], dtype=torch.float64)
+        x = randn((*lead, 3, d_model), seed=seed) * spreads[pick] + offsets[pick]
+        x = x.to(dtype)
+        shown = ", ".join(
+            f"{offsets[k].item():g} ± {spreads[k].item():g}" for k in pick.flatten()[:4]
+        )
+        case = _ln_case(x, d_model=d_model) + f"\n  rows (offset ± spread): {shown}, …"
+        expect_close(
+            sub.call(pair.student, x),
+            pair.reference(x),
+            "LayerNorm output for rows at very different offsets and spreads",
+            case=case,
+            hint="Compute each row's variance as the mean of (x - mean)**2, after subtracting "
+            "the row's mean: E[x**2] - E[x]**2 cancels catastrophically when a row sits far "
+            "from 0 (offset 1e4, spread 1e-3). Statistics are per row (dim=-1, keepdim=True).",
+        )
+
+    @given(
+        lead=lead_shapes,
+        d_model=st.integers(2, 8),
+        seed=seeds,
+        dtype=dtypes,
+        eps=st.sampled_from([1e-2, 0.1, 1.0, 1e-8]),
+    )
+    def test_uses_eps(self, sub, ref, lead, d_model, seed, dtype, eps):
+        """uses the eps it is given, inside the square root"""
         pair = build_pair(sub, ref, "LayerNorm", dtype=dtype, seed=seed, d_model=d_model, eps=eps)
         # rows whose variance is about eps, so eps visibly matters
         x = randn((*lead, 2, d_model), seed=seed, dtype=dtype, scale=max(eps, 1e-4) ** 0.5)
@@ -209,13 +253,24 @@ class TestLayerNorm:
             case=case,
             hint=EPS_HINT,
         )
+
+    @given(d_model=st.integers(1, 8), bad_eps=st.sampled_from([0.0, -1e-5, -1.0]))
+    def test_rejects_bad_eps(self, sub, d_model, bad_eps):
+        """raises ValueError naming eps when eps <= 0"""
         case = case_str(d_model=d_model, eps=bad_eps)
         hint = (
             "eps must be positive (it keeps the division finite): in __init__ raise "
             "ValueError(f'eps must be positive, got {eps}') before creating the parameters."
         )
+        try:  # a valid build first: a stub's NotImplementedError means "not started"
+            sub.call(sub.build("LayerNorm", d_model=d_model), torch.zeros(1, d_model))
+        except NotImplementedYet:
+            raise
+        except LearnerError:
+            pass  # a crash on valid input costs the other checks, not this one
         try:
             sub.build("LayerNorm", d_model=d_model, eps=bad_eps)
+            sub.flush()
         except NotImplementedYet:
             raise
         except LearnerError as exc:
@@ -238,6 +293,37 @@ class TestLayerNorm:
             case=case,
             hint=hint,
         )
+
+    @given(d_model=st.integers(1, 8))
+    def test_starts_as_identity(self, sub, d_model):
+        """starts with weight = 1 and bias = 0 (a fresh LayerNorm only normalises)"""
+        module = sub.build("LayerNorm", d_model=d_model)
+        state = sub.state_dict(module)
+        case = case_str(d_model=d_model)
+        for key, value in (("weight", 1.0), ("bias", 0.0)):
+            got = state.get(key) if isinstance(state, dict) else None
+            if type(got) is not torch.Tensor or tuple(got.shape) != (d_model,):
+                fail(
+                    f"A new LayerNorm({d_model}) has no `{key}` of shape ({d_model},).",
+                    case=case,
+                    hint="self.weight = nn.Parameter(torch.ones(d_model)); self.bias = "
+                    "nn.Parameter(torch.zeros(d_model)).",
+                )
+            if not bool((got == value).all()):
+                fail(
+                    f"A new LayerNorm starts with {key} = {fmt_values(got)}, expected all "
+                    f"{value:g}.",
+                    case=case,
+                    hint="Start as the identity: weight = torch.ones(d_model) and bias = "
+                    "torch.zeros(d_model) (ones for the gain, zeros for the shift).",
+                )
+
+    @given(lead=lead_shapes, d_model=st.integers(2, 8), seed=seeds)
+    def test_gradients_reach_every_parameter(self, sub, ref, lead, d_model, seed):
+        """gradients reach weight and bias (both are trainable parameters)"""
+        pair = build_pair(sub, ref, "LayerNorm", seed=seed, d_model=d_model)
+        x = randn((*lead, 2, d_model), seed=seed)
+        expect_gradients(sub, pair, x, case=_ln_case(x, d_model=d_model))
 
 
 def _addnorm_pair(sub, ref, *, d_model, dtype=torch.float64, seed=0, dropout=0.0, eps=1e-5):
@@ -286,6 +372,24 @@ class TestAddNorm:
         _expect_unchanged([x, s], res, "AddNorm", case)
         expect_close(
             res["out"], pair.reference(x, s), "AddNorm output", case=case, hint=ADDNORM_HINT
+        )
+
+    @given(
+        d_model=widths,
+        seed=seeds,
+        dropout=st.sampled_from([0.0, 0.3]),
+        eps=st.sampled_from([1e-5, 1e-3]),
+    )
+    def test_structure(self, sub, ref, d_model, seed, dropout, eps):
+        """builds its own norm from your LayerNorm, with d_model and eps"""
+        expect_own_structure(
+            sub,
+            ref,
+            "AddNorm",
+            dict(d_model=d_model, dropout=dropout, eps=eps),
+            children={"norm": ("LayerNorm", {"d_model": d_model, "eps": eps})},
+            case=case_str(d_model=d_model, dropout=dropout, eps=eps),
+            seed=seed,
         )
 
     @given(d_model=st.integers(2, 8), seed=seeds, B=st.integers(1, 3), T=st.integers(1, 4))
@@ -346,3 +450,30 @@ class TestAddNorm:
             hint="Dropout applies to the sub-layer's output only, never to the residual x or "
             "to the sum: self.norm(x + self.dropout(sublayer_out)).",
         )
+
+    @settings(max_examples=4)
+    @given(d_model=st.integers(4, 8), seed=seeds, p=st.sampled_from([0.2, 0.5]))
+    def test_dropout_placement(self, sub, ref, d_model, seed, p):
+        """in train(), dropout acts on sublayer_out only, with the module's p"""
+        pair = _addnorm_pair(sub, ref, d_model=d_model, seed=seed, dropout=p)
+        sub.configure(pair.student, train=True)
+        n = 1000
+        x = randn((2, 4, d_model), seed=seed).repeat(n, 1, 1)
+        s = randn((2, 4, d_model), seed=seed + 1).repeat(n, 1, 1)
+        case = case_str(B=2, T=4, d_model=d_model, dropout=p) + f", train(), repeated {n} times"
+        expect_dropout_statistics(
+            sub,
+            pair,
+            (x, s),
+            replicas=n,
+            case=case,
+            what="the output",
+            hint="Dropout applies to the sub-layer's output only, with the module's p, before "
+            "the sum: self.norm(x + self.dropout(sublayer_out)), self.dropout = "
+            "nn.Dropout(dropout); not to x, to the sum or after the norm.",
+        )
+
+    @given(bad=st.sampled_from([("dropout", -0.1), ("dropout", 1.0), ("dropout", 1.5)]))
+    def test_rejects_bad_arguments(self, sub, bad):
+        """raises ValueError naming dropout when it is outside [0, 1)"""
+        expect_rejects(sub, "AddNorm", dict(d_model=4), dict([bad]))

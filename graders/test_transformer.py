@@ -11,7 +11,7 @@ learner's own Transformer.
 from __future__ import annotations
 
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm_grade.compare import (
@@ -23,7 +23,6 @@ from llm_grade.compare import (
     expect_rows_unchanged,
     expect_tensor,
     fail,
-    fmt_values,
     hint_for,
 )
 from llm_grade.oracles.transformer import Transformer as TrustedTransformer
@@ -39,7 +38,17 @@ from llm_grade.strategies import (
     sizes,
     token_batches,
 )
-from llm_grade.toolkit import build_pair, expect_gradients, randomize_, reference_of
+from llm_grade.toolkit import (
+    build_pair,
+    expect_gradients,
+    expect_on_meta,
+    expect_own_structure,
+    expect_rejects,
+    raises_value_error,
+    randomize_,
+    reference_of,
+    started,
+)
 
 PAD = 0  # the padding id of every token batch below
 
@@ -136,30 +145,20 @@ def _stack_case(s, n_layers, dtype=None, *, cross=False, **extra) -> str:
     return case_str(**params)
 
 
-def _expect_own_weights(sub, ref, component: str, s, n_layers: int, seed: int) -> None:
-    """Load random weights and read them back: shared layers keep only the last one's."""
-    pair = build_pair(sub, ref, component, seed=seed, **_stack_kwargs(s, n_layers, 0.0))
-    state = sub.state_dict(pair.student)
-    case = _stack_case(s, n_layers)
-    if not isinstance(state, dict):
-        fail(f"{component}.state_dict() did not return a dict.", case=case)
-    for key, value in pair.reference.state_dict().items():
-        got = state.get(key)
-        if type(got) is not torch.Tensor or got.shape != value.shape:
-            fail(
-                f"state_dict()[{key!r}] is missing after loading.",
-                case=case,
-                hint=SHARED_LAYERS_HINT,
-            )
-        if not torch.equal(got.to(value.dtype), value):
-            index = key.split(".")[1]
-            fail(
-                f"After loading the reference's weights, `{key}` holds other values: layer "
-                f"{index} shares its parameters with another layer.",
-                case=case,
-                detail=f"  loaded:    {fmt_values(value)}\n  read back: {fmt_values(got)}",
-                hint=SHARED_LAYERS_HINT,
-            )
+def _expect_own_layers(sub, ref, component: str, s, n_layers: int, seed: int) -> None:
+    """Every layer of the stack its own module with its own weights, built with the stack's
+    arguments (see :func:`expect_own_structure`)."""
+    layer = "EncoderLayer" if component == "Encoder" else "DecoderLayer"
+    dropout = 0.3 if seed % 2 else 0.0
+    expect_own_structure(
+        sub,
+        ref,
+        component,
+        _stack_kwargs(s, n_layers, dropout),
+        children={f"layers.{i}": (layer, _layer_kwargs(s, dropout)) for i in range(n_layers)},
+        case=_stack_case(s, n_layers, dropout=str(dropout)),
+        seed=seed,
+    )
 
 
 # ----------------------------------------------------------------------------- Encoder
@@ -223,8 +222,8 @@ class TestEncoder:
 
     @given(s=sizes(max_heads=2), n_layers=st.integers(2, 3), seed=seeds)
     def test_independent_layers(self, sub, ref, s, n_layers, seed):
-        """builds n_layers layers, each with its own weights"""
-        _expect_own_weights(sub, ref, "Encoder", s, n_layers, seed)
+        """builds n_layers layers, each its own module with its own weights"""
+        _expect_own_layers(sub, ref, "Encoder", s, n_layers, seed)
 
     @given(s=sizes(max_heads=2), n_layers=n_layers_, seed=seeds, data=st.data())
     def test_padding_invariance(self, sub, ref, s, n_layers, seed, data):
@@ -247,6 +246,12 @@ class TestEncoder:
             hint="Padded positions leak into the others: pass the mask to every layer, "
             "x = layer(x, mask).",
         )
+
+    @given(n_layers=st.sampled_from([0, -1]), dropout=st.sampled_from([0.0, 0.1]))
+    def test_rejects_bad_arguments(self, sub, n_layers, dropout):
+        """raises ValueError naming n_layers when it is not positive"""
+        valid = dict(n_layers=1, d_model=4, n_heads=2, d_ff=8, dropout=dropout)
+        expect_rejects(sub, "Encoder", valid, dict(n_layers=n_layers))
 
 
 # ----------------------------------------------------------------------------- Decoder
@@ -317,8 +322,14 @@ class TestDecoder:
 
     @given(s=sizes(max_heads=2), n_layers=st.integers(2, 3), seed=seeds)
     def test_independent_layers(self, sub, ref, s, n_layers, seed):
-        """builds n_layers layers, each with its own weights"""
-        _expect_own_weights(sub, ref, "Decoder", s, n_layers, seed)
+        """builds n_layers layers, each its own module with its own weights"""
+        _expect_own_layers(sub, ref, "Decoder", s, n_layers, seed)
+
+    @given(n_layers=st.sampled_from([0, -1]), dropout=st.sampled_from([0.0, 0.1]))
+    def test_rejects_bad_arguments(self, sub, n_layers, dropout):
+        """raises ValueError naming n_layers when it is not positive"""
+        valid = dict(n_layers=1, d_model=4, n_heads=2, d_ff=8, dropout=dropout)
+        expect_rejects(sub, "Decoder", valid, dict(n_layers=n_layers))
 
 
 # ----------------------------------------------------------------------------- Transformer
@@ -451,6 +462,22 @@ class TestTransformer:
             hint=hint_for(got, candidates, MEMORY_MASK_HINT + eval_hint),
         )
 
+    @given(m=seq2seq(), seed=seeds, same_vocab=st.booleans(), dropout=st.sampled_from([0.0, 0.3]))
+    def test_structure(self, sub, ref, m, seed, same_vocab, dropout):
+        """builds its own embeddings, encoder, decoder and out_proj, with its arguments"""
+        s, kw = m
+        if same_vocab:  # then sharing src_embed, tgt_embed and out_proj would load
+            kw = {**kw, "tgt_vocab_size": kw["src_vocab_size"]}
+        expect_own_structure(
+            sub,
+            ref,
+            "Transformer",
+            {**kw, "dropout": dropout},
+            children=_transformer_children(kw, dropout),
+            case=case_str(**kw, dropout=dropout),
+            seed=seed,
+        )
+
     @given(m=seq2seq(), seed=seeds, tgt_padded=st.booleans(), data=st.data())
     def test_decode_is_always_causal(self, sub, ref, m, seed, tgt_padded, data):
         """decode and forward are causal even with tgt_mask=None (later tokens change nothing)"""
@@ -483,6 +510,26 @@ class TestTransformer:
                 case=case,
                 hint=CAUSAL_DECODE_HINT,
             )
+
+    @given(m=seq2seq(), seed=seeds, tgt_padded=st.booleans(), data=st.data())
+    def test_runs_on_any_device(self, sub, ref, m, seed, tgt_padded, data):
+        """decode runs on the device of its inputs (meta): its causal mask is made there"""
+        s, kw = m
+        pair = _transformer(sub, ref, kw, seed=seed)
+        src, _, _ = _tokens(data, kw["src_vocab_size"], s.B, s.S, False, "src")
+        tgt, tgt_mask, tgt_desc = _tokens(data, kw["tgt_vocab_size"], s.B, s.T, tgt_padded, "tgt")
+        with torch.no_grad():
+            memory = pair.reference.encode(src)
+        expect_on_meta(
+            sub,
+            pair.student,
+            (tgt, memory, tgt_mask),
+            method="decode",
+            shape=(s.B, s.T, s.d_model),
+            dtype=torch.float64,
+            case=_model_case(s, kw) + f", tgt_mask={tgt_desc}",
+            what="Transformer.decode",
+        )
 
     @given(m=seq2seq(), seed=seeds, data=st.data())
     def test_src_padding_invariance(self, sub, ref, m, seed, data):
@@ -545,6 +592,20 @@ class TestTransformer:
             hint=MEMORY_MASK_HINT,
         )
 
+    @given(bad=st.sampled_from([("n_layers", 0), ("n_layers", -1), ("max_len", 0)]))
+    def test_rejects_bad_arguments(self, sub, bad):
+        """raises ValueError naming the argument when n_layers or max_len is not positive"""
+        valid = dict(
+            src_vocab_size=5,
+            tgt_vocab_size=6,
+            d_model=4,
+            n_heads=2,
+            n_layers=1,
+            d_ff=8,
+            max_len=8,
+        )
+        expect_rejects(sub, "Transformer", valid, dict([bad]))
+
 
 # ----------------------------------------------------------------------------- GPT
 
@@ -576,7 +637,7 @@ def wide_gpts(draw):
     return s, kwargs
 
 
-def _gpt(sub, ref, kw, *, seed, dtype=torch.float64, dropout=0.0):
+def _gpt_children(kw, dropout: float) -> dict:
     d_model = kw["d_model"]
     block = (
         "TransformerBlock",
@@ -591,6 +652,11 @@ def _gpt(sub, ref, kw, *, seed, dtype=torch.float64, dropout=0.0):
         **{f"blocks.{i}": block for i in range(kw["n_layers"])},
         "norm": ("LayerNorm", dict(d_model=d_model)),
     }
+    return children
+
+
+def _gpt(sub, ref, kw, *, seed, dtype=torch.float64, dropout=0.0):
+    children = _gpt_children(kw, dropout)
     return build_pair(
         sub, ref, "GPT", dtype=dtype, seed=seed, children=children, dropout=dropout, **kw
     )
@@ -705,6 +771,20 @@ class TestGPT:
             hint=AUTOCAST_HINT,
         )
 
+    @given(m=gpts(), seed=seeds, dropout=st.sampled_from([0.0, 0.3]))
+    def test_structure(self, sub, ref, m, seed, dropout):
+        """builds its own embeddings, blocks, norm and lm_head, with its arguments (no tying)"""
+        s, kw = m
+        expect_own_structure(
+            sub,
+            ref,
+            "GPT",
+            {**kw, "dropout": dropout},
+            children=_gpt_children(kw, dropout),
+            case=case_str(**kw, dropout=dropout),
+            seed=seed,
+        )
+
     @given(m=gpts(), seed=seeds, padded=st.booleans(), data=st.data())
     def test_causality(self, sub, ref, m, seed, padded, data):
         """later tokens never change earlier logits (with or without a padding mask)"""
@@ -792,6 +872,12 @@ class TestGPT:
         fail(
             f"GPT(max_len={kw['max_len']}) accepted a sequence of length {T}.", case=case, hint=hint
         )
+
+    @given(bad=st.sampled_from([("n_layers", 0), ("n_layers", -1), ("max_len", 0)]))
+    def test_rejects_bad_arguments(self, sub, bad):
+        """raises ValueError naming the argument when n_layers or max_len is not positive"""
+        valid = dict(vocab_size=5, d_model=4, n_heads=2, n_layers=1, d_ff=8, max_len=8)
+        expect_rejects(sub, "GPT", valid, dict([bad]))
 
 
 # ----------------------------------------------------------------------------- greedy_decode
@@ -1032,3 +1118,60 @@ class TestGreedyDecode:
             eos_id=eos_id,
             candidates=candidates,
         )
+
+    @given(case=scripted(), max_len=st.sampled_from([0, -1]))
+    def test_rejects_bad_max_len(self, sub, case, max_len):
+        """raises ValueError naming max_len when it is not positive"""
+        spec, call = case
+        model = sub.specimen("ScriptedSeq2Seq", **spec)
+        args = (call["src"], max_len, call["bos_id"], call["eos_id"], call["src_mask"])
+        started(lambda: sub.call("greedy_decode", model, call["src"], 1, *args[2:]))
+        raises_value_error(
+            lambda: sub.call("greedy_decode", model, *args),
+            names=("max_len",),
+            what=f"greedy_decode(..., max_len={max_len})",
+            case=f"max_len={max_len}",
+            hint="Check max_len first: raise ValueError(f'max_len must be positive, got "
+            "{max_len}') before decoding anything.",
+        )
+
+    @settings(max_examples=6)
+    @given(case=scripted(), train=st.booleans())
+    def test_keeps_the_mode(self, sub, ref, case, train):
+        """leaves the model in the mode the caller chose (it never calls eval() or train())"""
+        spec, call = case
+        model = sub.specimen("ScriptedSeq2Seq", **spec)
+        sub.configure(model, train=train)
+        args = (call["src"], call["max_len"], call["bos_id"], call["eos_id"], call["src_mask"])
+        sub.call("greedy_decode", model, *args)
+        state = sub.call(model, method="report")
+        if not (isinstance(state, dict) and type(state.get("training")) is bool):
+            fail("The model's state could not be read after greedy_decode.", case="")
+        if state["training"] != train:
+            fail(
+                f"The model was in {'train' if train else 'eval'}() mode before greedy_decode "
+                f"and in {'train' if state['training'] else 'eval'}() mode after it.",
+                case=f"model in {'train' if train else 'eval'}() mode",
+                hint="Don't call model.eval() or model.train() inside greedy_decode: the caller "
+                "chooses the mode (API.md); only wrap the loop in torch.no_grad().",
+            )
+
+    @settings(max_examples=6)
+    @given(case=scripted())
+    def test_runs_without_gradients(self, sub, ref, case):
+        """runs the model without gradients (torch.no_grad), even when the caller has them on"""
+        spec, call = case
+        model = sub.specimen("ScriptedSeq2Seq", **spec)
+        args = (call["src"], call["max_len"], call["bos_id"], call["eos_id"], call["src_mask"])
+        sub.call("greedy_decode", model, *args, grad=True)
+        state = sub.call(model, method="report")
+        if not (isinstance(state, dict) and type(state.get("decode_with_grad")) is int):
+            fail("The model's state could not be read after greedy_decode.", case="")
+        if state["decode_with_grad"]:
+            fail(
+                f"greedy_decode called model.decode {state['decode_with_grad']} time(s) with "
+                "gradients enabled.",
+                case="called with torch.is_grad_enabled() == True",
+                hint="Decoding needs no gradients: decorate greedy_decode with "
+                "@torch.no_grad() (or run the loop inside `with torch.no_grad():`).",
+            )

@@ -125,8 +125,15 @@ def expect_close(
     atol: float | None = None,
     rtol: float | None = None,
     check_dtype: bool = True,
+    explain: dict[str, str] | None = None,
 ) -> torch.Tensor:
-    """``got`` must be a tensor like ``expected`` (type, shape, dtype, finite) and close to it."""
+    """``got`` must be a tensor like ``expected`` (type, shape, dtype, finite) and close to it.
+
+    On a mismatch the message says what the difference looks like (a constant factor, a
+    transpose, a shift, ... see :mod:`llm_grade.diagnose`), and the hint follows from it:
+    ``explain[kind]`` when the grader knows what that pattern means for this component, else
+    the pattern's usual meaning before the grader's own hint. A hint from
+    :func:`hint_for` (a known wrong answer reproduced) is kept as it is."""
     got = expect_tensor(
         got,
         what,
@@ -156,13 +163,31 @@ def expect_close(
         f"  expected{fmt_index(row) if row else ''}: {fmt_values(expected[row])}",
         f"  got{fmt_index(row) if row else ''}:      {fmt_values(got[row])}",
     ]
+    message = (
+        f"{what}: {int(bad.sum())} of {bad.numel()} values differ "
+        f"(max abs error {fmt_num(diff.max().item())}, rel {fmt_num(rel)}, at {fmt_index(worst)})."
+    )
+    if expected.is_floating_point():
+        from .diagnose import ADVICE, find_pattern
+
+        pattern = find_pattern(got, expected)
+        if pattern is not None:
+            message += f" The difference has a pattern: {pattern.text}."
+            if not isinstance(hint, KnownCause):
+                specific = (explain or {}).get(pattern.kind)
+                advice = ADVICE.get(pattern.kind, "")
+                hint = specific or " ".join(x for x in (advice, hint) if x)
     raise CheckFailure(
         diff=_diff_slice(got, expected, worst),
-        message=f"{what}: {int(bad.sum())} of {bad.numel()} values differ "
-        f"(max abs error {fmt_num(diff.max().item())}, rel {fmt_num(rel)}, at {fmt_index(worst)}).",
+        message=message,
         counterexample="\n".join(lines),
         hint=hint,
     )
+
+
+class KnownCause(str):
+    """A hint chosen because the learner's output reproduces a known wrong answer exactly:
+    it already names the cause, so no pattern advice is added to it."""
 
 
 def _diff_slice(
@@ -207,7 +232,7 @@ def hint_for(got, candidates, default: str) -> str:
     """The hint of the first known wrong answer that ``got`` reproduces, else ``default``."""
     for value, hint in candidates:
         if value is not None and loosely_close(got, value):
-            return hint
+            return KnownCause(hint)
     return default
 
 

@@ -394,6 +394,51 @@ class Executor:
         self.op_inject(target, path, built["ref"])
         self.objects.pop(built["ref"]["ref"], None)  # the parent module keeps it alive
 
+    def op_structure(self, target: dict) -> dict:
+        """The module tree as plain data, for the grader's structure checks: every sub-module
+        (path, class name, where the class comes from, the constructor arguments of an oracle,
+        which paths are one object) and every parameter (name, size, which names are one
+        tensor). Plain strings and numbers; the grader compares them with the reference's
+        tree and never trusts them to raise a score on their own (the state_dict read-back is
+        the evidence of sharing it relies on first)."""
+        obj = self._obj(target)
+        with self.guard.active():
+            return self._structure(obj)
+
+    def _structure(self, obj: nn.Module) -> dict:
+        own = {id(m) for m in self._modules.values()}
+        oracles = {id(v) for v in self.oracles.values()}
+        groups: dict[int, int] = {}
+        modules = []
+        for path, module in obj.named_modules(remove_duplicate=False):
+            cls = type(module)
+            if id(cls) in oracles:
+                origin = "oracle"
+            elif id(sys.modules.get(cls.__module__)) in own:
+                origin = "submission"
+            elif cls.__module__.split(".")[0] == "torch":
+                origin = "torch"
+            else:
+                origin = "other"
+            args = getattr(module, "init_args", None) if origin == "oracle" else None
+            modules.append(
+                [
+                    path,
+                    cls.__name__,
+                    origin,
+                    groups.setdefault(id(module), len(groups)),
+                    [[k, v] for k, v in args if type(v) in (int, float, bool, str)]
+                    if isinstance(args, tuple)
+                    else [],
+                ]
+            )
+        tensors: dict[int, int] = {}
+        parameters = [
+            [name, int(p.numel()), tensors.setdefault(id(p), len(tensors))]
+            for name, p in obj.named_parameters(remove_duplicate=False)
+        ]
+        return {"modules": modules, "parameters": parameters}
+
     def op_state_dict(self, target: dict) -> dict:
         return {k: v.detach().clone() for k, v in self._obj(target).state_dict().items()}
 

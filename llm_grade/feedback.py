@@ -62,11 +62,145 @@ _CRASH_HINTS: list[tuple[str, str]] = [
 ]
 
 
-def crash_hint(message: str) -> str:
+# the forward arguments of each graded name, in order (API.md): to name the sizes of a call
+FORWARD_ARGS: dict[str, tuple[str, ...]] = {
+    "softmax": ("x", "dim"),
+    "causal_mask": ("seq_len", "device"),
+    "padding_mask": ("tokens", "pad_id"),
+    "scaled_dot_product_attention": ("q", "k", "v", "mask"),
+    "AttentionHead": ("x", "context", "mask"),
+    "MultiHeadAttention": ("query", "key", "value", "mask"),
+    "gelu": ("x", "approximate"),
+    "FeedForward": ("x",),
+    "LayerNorm": ("x",),
+    "AddNorm": ("x", "sublayer_out"),
+    "TokenEmbedding": ("tokens",),
+    "SinusoidalPositionalEncoding": ("x",),
+    "LearnedPositionalEmbedding": ("x",),
+    "EncoderLayer": ("x", "mask"),
+    "DecoderLayer": ("x", "memory", "tgt_mask", "memory_mask"),
+    "TransformerBlock": ("x", "mask"),
+    "Encoder": ("x", "mask"),
+    "Decoder": ("x", "memory", "tgt_mask", "memory_mask"),
+    "Transformer": ("src", "tgt", "src_mask", "tgt_mask"),
+    "Transformer.encode": ("src", "src_mask"),
+    "Transformer.decode": ("tgt", "memory", "tgt_mask", "memory_mask"),
+    "GPT": ("tokens", "mask"),
+    "greedy_decode": ("model", "src", "max_len", "bos_id", "eos_id", "src_mask"),
+}
+
+_SIZES_IN_ERROR = [
+    r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\)",
+    r"expanded size of the tensor \((\d+)\) must match the existing size \((\d+)\)",
+    r"\((\d+)x(\d+) and (\d+)x(\d+)\)",
+    r"shape '\[([-\d, ]+)\]' is invalid for input of size (\d+)",
+]
+
+
+def _split_args(text: str) -> list[str]:
+    """``a, b (1, 2), c`` -> ``["a", "b (1, 2)", "c"]``: commas outside brackets."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    if text[start:].strip():
+        parts.append(text[start:].strip())
+    return parts
+
+
+def size_names(call: str) -> dict[int, list[str]]:
+    """Which argument each size of a call comes from: ``{8: ["d_model", "query.size(2)"]}``.
+
+    ``call`` is the handle's description of the call, e.g. ``MultiHeadAttention(d_model=8,
+    n_heads=2).forward(float64 tensor of shape (2, 3, 8), ...)``."""
+    names: dict[int, list[str]] = {}
+    match = re.match(r"^(\w+)(?:\((.*?)\))?(?:\.(\w+))?\((.*)\)$", call.strip(), flags=re.S)
+    if not match:
+        return names
+    component, init, method, args = match.groups()
+    for key, value in re.findall(r"(\w+)=(-?\d+)(?=,|$)", init or ""):
+        names.setdefault(int(value), []).append(key)
+    key = f"{component}.{method}" if method not in (None, "forward") else component
+    params = FORWARD_ARGS.get(key, ())
+    for i, arg in enumerate(_split_args(args)):
+        name, _, rest = arg.partition("=") if re.match(r"^\w+=", arg) else ("", "", arg)
+        name = name or (params[i] if i < len(params) else f"argument {i + 1}")
+        shape = re.search(r"tensor of shape \(([^)]*)\)", rest)
+        if shape:
+            dims = [int(d) for d in re.findall(r"-?\d+", shape.group(1))]
+            for j, n in enumerate(dims):
+                names.setdefault(n, []).append(f"{name}.size({j})")
+        elif re.fullmatch(r"-?\d+", rest.strip()):
+            names.setdefault(int(rest), []).append(name)
+    return names
+
+
+def _sizes_in(message: str) -> list[int]:
+    for pattern in _SIZES_IN_ERROR:
+        found = re.search(pattern, message, flags=re.IGNORECASE)
+        if found:
+            out = []
+            for group in found.groups():
+                out += [int(x) for x in re.findall(r"\d+", group)]
+            return out
+    return []
+
+
+def _evidence(message: str, call: str) -> tuple[str, list[list[str]]]:
+    """``"In this call 3 = x.size(1), 5 = memory.size(1)."`` and the names of each size."""
+    names = size_names(call) if call else {}
+    sizes = list(dict.fromkeys(_sizes_in(message)))[:4]
+    found = [(n, names.get(n, [])) for n in sizes]
+    said = [f"{n} = {' = '.join(ns[:3])}" for n, ns in found if ns]
+    text = f"In this call {', '.join(said)}." if said else ""
+    return text, [ns for _, ns in found]
+
+
+def _lengths(ns: list[str]) -> set[str]:
+    """The arguments whose sequence length these sizes are (``x.size(1)``, a mask's axes)."""
+    return {
+        n.split(".")[0]
+        for n in ns
+        if n.endswith(".size(1)") or ("mask" in n and n.endswith((".size(0)", ".size(2)")))
+    }
+
+
+def crash_hint(message: str, call: str = "", check: str = "", exc_type: str = "") -> str:
+    """A hint for a crash in learner code, from what the error and the call show."""
+    if exc_type == "ValueError" and check and not check.startswith("rejects_"):
+        return (
+            "Your code raised ValueError for arguments API.md allows: check the condition "
+            "before that raise (> or >=, and which size it compares with which limit)."
+        )
+    evidence, groups = _evidence(message, call)
+    if len(groups) >= 2 and re.search(r"must match|expand|broadcast", message, re.IGNORECASE):
+        a, b = groups[0], groups[1]
+        batch = {x for x in a + b if x.endswith(".size(0)") and "mask" not in x}
+        if batch and any(x.endswith(".size(1)") for x in a + b) and not (
+            _lengths(a) & _lengths(b)
+        ):
+            return (
+                f"{evidence} A size that should be a sequence length is the batch size, or "
+                "the other way round: tensors are [B, T, d_model], so T = x.size(1) and "
+                "B = x.size(0)."
+            ).strip()
+        if _lengths(a) and _lengths(b) and not (_lengths(a) & _lengths(b)):
+            return (
+                f"{evidence} A tensor made for one sequence meets one made for another: check "
+                "that each mask and tensor goes with the sequence it was built for (e.g. "
+                "tgt_mask with the self-attention, memory_mask with the cross-attention, "
+                "queries from x and keys from memory)."
+            ).strip()
     for pattern, hint in _CRASH_HINTS:
         if re.search(pattern, message, flags=re.IGNORECASE):
-            return hint
-    return "Read the traceback from the bottom: the last line of your code is where it failed."
+            return f"{evidence} {hint}".strip()
+    fallback = "Read the traceback from the bottom: the last line of your code is where it failed."
+    return f"{evidence} {fallback}".strip()
 
 
 def points(x: float) -> str:

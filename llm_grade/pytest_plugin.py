@@ -412,7 +412,9 @@ class GradingSession:
 
                     result.traceback = exc.traceback
                     result.counterexample = exc.call
-                    result.hint = exc.hint or crash_hint(exc.exc_message)
+                    result.hint = exc.hint or crash_hint(
+                        exc.exc_message, exc.call, result.name, exc.exc_type
+                    )
             elif isinstance(exc, pytest.skip.Exception):
                 result.status, result.message = "skipped", str(exc)
                 result.points = result.max_points  # a skipped check costs nothing
@@ -452,9 +454,11 @@ class GradingSession:
                     check.status, check.points = "forbidden", 0.0
                     check.message = forbidden[0].message
         from .components import COMPONENTS
+        from .explain import settle
 
         order = list(COMPONENTS)
         components = sorted(by_component.values(), key=lambda c: order.index(c.name))
+        settle(components)  # end-to-end checks and secondary failures, once all are known
         isolation = self._handle.describe() if self._handle else {"mode": self.isolation}
         self.result = GradeResult(
             str(self.submission_path),

@@ -70,7 +70,7 @@ class ComponentResult:
 
     @property
     def status(self) -> str:
-        statuses = {c.status for c in self.checks}
+        statuses = {c.status for c in self.checks} - {"skipped"} or {"skipped"}
         for status in ("forbidden", "not_implemented"):
             if statuses == {status}:
                 return status

@@ -269,6 +269,7 @@ class Submission:
         method: str | None = None,
         echo_inputs: bool = False,
         autocast: torch.dtype | None = None,
+        grad: bool = False,
         **kwargs: Any,
     ) -> Any:
         """Call a function (``target`` is its name) or a module's method (``target`` a reference).
@@ -276,7 +277,8 @@ class Submission:
         Returns plain data. With ``echo_inputs=True`` returns ``{"out", "args", "kwargs"}`` where
         args/kwargs are the inputs as they were after the call (to detect in-place changes).
         With ``autocast`` (``torch.float16`` / ``torch.bfloat16``) the call runs under
-        ``torch.autocast`` on the grading device.
+        ``torch.autocast`` on the grading device; with ``grad`` gradients are enabled during
+        the call (as a training loop would have them), else it runs under ``no_grad``.
         """
         component = target if isinstance(target, str) else target["component"]
         label = self._label(target)
@@ -293,6 +295,7 @@ class Submission:
             kwargs=kwargs,
             echo_inputs=echo_inputs,
             autocast=_dtype_name(autocast),
+            grad=grad,
         )
 
     def gradients(
@@ -308,6 +311,10 @@ class Submission:
             args=list(args),
             kwargs=kwargs,
         )
+
+    def structure(self, target: dict) -> dict:
+        """The learner module's tree as plain data (see ``Executor.op_structure``)."""
+        return self._request("structure", target["component"], "structure", target=target)
 
     def state_dict(self, target: dict) -> dict[str, torch.Tensor]:
         return self._request("state_dict", target["component"], "state_dict()", target=target)

@@ -105,6 +105,8 @@ def _encode(value: Any, blobs: list[bytes]) -> Any:
     if cls is torch.Tensor:
         if value.dtype not in _DTYPE_NAMES:
             return {"__opaque__": f"tensor of dtype {value.dtype}"}
+        if value.device.type == "meta":  # no data: what it is, and where (causal_mask's device)
+            return {"__meta__": _DTYPE_NAMES[value.dtype], "shape": [int(s) for s in value.shape]}
         t = value.detach().cpu().contiguous()
         data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
         blobs.append(data)
@@ -185,6 +187,11 @@ def _decode(node: Any, data: bytes, offsets: list[tuple[int, int]], depth: int) 
         )
         tensor = raw.view(dtype).reshape(shape) if raw.numel() else torch.empty(shape, dtype=dtype)
         return tensor
+    if "__meta__" in node:
+        shape = [int(s) for s in node["shape"]]
+        if sum(shape) > MAX_ITEMS * 100:
+            raise WireError("meta tensor too large")
+        return torch.empty(shape, dtype=_DTYPES[node["__meta__"]], device="meta")
     if "__float__" in node:
         return float(node["__float__"])
     if "__device__" in node:
