@@ -513,7 +513,9 @@ class TestAttentionHead:
     @given(bad=st.sampled_from([("d_model", 0), ("d_model", -2), ("d_head", 0), ("d_head", -1)]))
     def test_rejects_bad_arguments(self, sub, bad):
         """raises ValueError naming the argument when d_model or d_head is not positive"""
-        expect_rejects(sub, "AttentionHead", dict(d_model=4, d_head=2), dict([bad]))
+        expect_rejects(
+            sub, "AttentionHead", dict(d_model=4, d_head=2), dict([bad]), (torch.zeros(1, 2, 4),)
+        )
 
 
 def _gradients_reach_all(sub, ref, component, s, seed, kwargs, extra=()):
@@ -874,4 +876,10 @@ class TestMultiHeadAttention:
     )
     def test_rejects_bad_arguments(self, sub, bad):
         """raises ValueError naming the argument for sizes <= 0 or dropout outside [0, 1)"""
-        expect_rejects(sub, "MultiHeadAttention", dict(d_model=4, n_heads=2), dict([bad]))
+        expect_rejects(
+            sub,
+            "MultiHeadAttention",
+            dict(d_model=4, n_heads=2),
+            dict([bad]),
+            (torch.zeros(1, 2, 4),) * 3,
+        )

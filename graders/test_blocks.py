@@ -80,6 +80,7 @@ INPLACE_HINT = (
 
 def _structure(sub, ref, component, children, s, seed, dropout) -> None:
     kwargs = dict(d_model=s.d_model, n_heads=s.n_heads, d_ff=s.d_ff, dropout=dropout)
+    x = randn((1, 2, s.d_model), seed=seed)
     expect_own_structure(
         sub,
         ref,
@@ -87,6 +88,7 @@ def _structure(sub, ref, component, children, s, seed, dropout) -> None:
         kwargs,
         children=children(s, dropout),
         case=_case(s, dropout=str(dropout)),
+        probe=(x, x) if component == "DecoderLayer" else (x,),
         seed=seed,
     )
 

@@ -205,3 +205,22 @@ class TestCountParameters:
             f"buffer of {rows} values"
         )
         _expect_count(got, vocab * vocab, call, case=case, hint=ALL_HINT)
+
+    @given(width=st.integers(1, 6), trainable_only=st.booleans())
+    def test_counts_shared_once(self, sub, width, trainable_only):
+        """a parameter shared by two layers (tied weights) is counted once"""
+        model = sub.specimen("tied", width=width)
+        call = f"count_parameters(model, trainable_only={trainable_only})"
+        case = (
+            f"{call} on Linear({width}, {width}), Tanh, Linear({width}, {width}) whose two "
+            "layers share one weight tensor"
+        )
+        _expect_count(
+            sub.call("count_parameters", model, trainable_only=trainable_only),
+            width * width + 2 * width,
+            call,
+            case=case,
+            hint="Count each parameter once: model.parameters() yields a shared tensor once; "
+            "named_parameters(remove_duplicate=False) or walking every module's own "
+            "parameters counts it once per layer.",
+        )

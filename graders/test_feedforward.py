@@ -280,4 +280,6 @@ class TestFeedForward:
     )
     def test_rejects_bad_arguments(self, sub, bad):
         """raises ValueError naming the argument for sizes <= 0 or dropout outside [0, 1)"""
-        expect_rejects(sub, "FeedForward", dict(d_model=4, d_ff=8), dict([bad]))
+        expect_rejects(
+            sub, "FeedForward", dict(d_model=4, d_ff=8), dict([bad]), (torch.zeros(1, 2, 4),)
+        )

@@ -20,6 +20,7 @@ from llm_grade.toolkit import (
     expect_own_structure,
     expect_rejects,
     same_inputs,
+    started,
 )
 
 lead_shapes = st.lists(st.integers(1, 4), min_size=0, max_size=2)
@@ -298,6 +299,7 @@ class TestLayerNorm:
     def test_starts_as_identity(self, sub, d_model):
         """starts with weight = 1 and bias = 0 (a fresh LayerNorm only normalises)"""
         module = sub.build("LayerNorm", d_model=d_model)
+        started(lambda: sub.call(module, torch.zeros(1, d_model)))  # a stub: not implemented
         state = sub.state_dict(module)
         case = case_str(d_model=d_model)
         for key, value in (("weight", 1.0), ("bias", 0.0)):
@@ -389,6 +391,7 @@ class TestAddNorm:
             dict(d_model=d_model, dropout=dropout, eps=eps),
             children={"norm": ("LayerNorm", {"d_model": d_model, "eps": eps})},
             case=case_str(d_model=d_model, dropout=dropout, eps=eps),
+            probe=(torch.zeros(1, d_model), torch.zeros(1, d_model)),
             seed=seed,
         )
 
@@ -476,4 +479,4 @@ class TestAddNorm:
     @given(bad=st.sampled_from([("dropout", -0.1), ("dropout", 1.0), ("dropout", 1.5)]))
     def test_rejects_bad_arguments(self, sub, bad):
         """raises ValueError naming dropout when it is outside [0, 1)"""
-        expect_rejects(sub, "AddNorm", dict(d_model=4), dict([bad]))
+        expect_rejects(sub, "AddNorm", dict(d_model=4), dict([bad]), (torch.zeros(1, 4),) * 2)

@@ -150,6 +150,7 @@ def _expect_own_layers(sub, ref, component: str, s, n_layers: int, seed: int) ->
     arguments (see :func:`expect_own_structure`)."""
     layer = "EncoderLayer" if component == "Encoder" else "DecoderLayer"
     dropout = 0.3 if seed % 2 else 0.0
+    x = randn((1, 2, s.d_model), seed=seed)
     expect_own_structure(
         sub,
         ref,
@@ -157,6 +158,7 @@ def _expect_own_layers(sub, ref, component: str, s, n_layers: int, seed: int) ->
         _stack_kwargs(s, n_layers, dropout),
         children={f"layers.{i}": (layer, _layer_kwargs(s, dropout)) for i in range(n_layers)},
         case=_stack_case(s, n_layers, dropout=str(dropout)),
+        probe=(x, x) if component == "Decoder" else (x,),
         seed=seed,
     )
 
@@ -184,6 +186,19 @@ def _first_layer_only(stack, x, *args):
     return x
 
 
+@torch.no_grad()
+def _layers_reversed(stack, x, *args):
+    for layer in reversed(stack.layers):
+        x = layer(x, *args)
+    return x
+
+
+REVERSED_HINT = (
+    "The layers run in the wrong order: run them in order, layer 0 first, then 1, ...: for "
+    "layer in self.layers (not reversed(self.layers), not a list built backwards)."
+)
+
+
 class TestEncoder:
     component = "Encoder"
 
@@ -202,7 +217,10 @@ class TestEncoder:
         x = randn((s.B, s.T, s.d_model), seed=seed, dtype=dtype, scale=scale)
         mask, mask_desc = data.draw(masks(s.B, s.T, s.T), label="mask")
         got = sub.call(pair.student, x, mask)
-        candidates = [(_first_layer_only(pair.reference, x, mask), OWN_LAYER_HINT)]
+        candidates = [
+            (_first_layer_only(pair.reference, x, mask), OWN_LAYER_HINT),
+            (_layers_reversed(pair.reference, x, mask) if n_layers > 1 else None, REVERSED_HINT),
+        ]
         if mask is not None:
             candidates.append(
                 (
@@ -251,7 +269,7 @@ class TestEncoder:
     def test_rejects_bad_arguments(self, sub, n_layers, dropout):
         """raises ValueError naming n_layers when it is not positive"""
         valid = dict(n_layers=1, d_model=4, n_heads=2, d_ff=8, dropout=dropout)
-        expect_rejects(sub, "Encoder", valid, dict(n_layers=n_layers))
+        expect_rejects(sub, "Encoder", valid, dict(n_layers=n_layers), (torch.zeros(1, 2, 4),))
 
 
 # ----------------------------------------------------------------------------- Decoder
@@ -293,7 +311,13 @@ class TestDecoder:
         )
         got = sub.call(pair.student, x, memory, tgt_mask, memory_mask)
         r = pair.reference
-        candidates = [(_first_layer_only(r, x, memory, tgt_mask, memory_mask), OWN_LAYER_HINT)]
+        candidates = [
+            (_first_layer_only(r, x, memory, tgt_mask, memory_mask), OWN_LAYER_HINT),
+            (
+                _layers_reversed(r, x, memory, tgt_mask, memory_mask) if n_layers > 1 else None,
+                REVERSED_HINT,
+            ),
+        ]
         if tgt_mask is not None:
             candidates.append(
                 (
@@ -329,7 +353,7 @@ class TestDecoder:
     def test_rejects_bad_arguments(self, sub, n_layers, dropout):
         """raises ValueError naming n_layers when it is not positive"""
         valid = dict(n_layers=1, d_model=4, n_heads=2, d_ff=8, dropout=dropout)
-        expect_rejects(sub, "Decoder", valid, dict(n_layers=n_layers))
+        expect_rejects(sub, "Decoder", valid, dict(n_layers=n_layers), (torch.zeros(1, 2, 4),) * 2)
 
 
 # ----------------------------------------------------------------------------- Transformer
@@ -475,6 +499,7 @@ class TestTransformer:
             {**kw, "dropout": dropout},
             children=_transformer_children(kw, dropout),
             case=case_str(**kw, dropout=dropout),
+            probe=(torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2, dtype=torch.long)),
             seed=seed,
         )
 
@@ -604,7 +629,9 @@ class TestTransformer:
             d_ff=8,
             max_len=8,
         )
-        expect_rejects(sub, "Transformer", valid, dict([bad]))
+        expect_rejects(
+            sub, "Transformer", valid, dict([bad]), (torch.zeros(1, 2, dtype=torch.long),) * 2
+        )
 
 
 # ----------------------------------------------------------------------------- GPT
@@ -782,6 +809,7 @@ class TestGPT:
             {**kw, "dropout": dropout},
             children=_gpt_children(kw, dropout),
             case=case_str(**kw, dropout=dropout),
+            probe=(torch.zeros(1, 1, dtype=torch.long),),
             seed=seed,
         )
 
@@ -877,7 +905,7 @@ class TestGPT:
     def test_rejects_bad_arguments(self, sub, bad):
         """raises ValueError naming the argument when n_layers or max_len is not positive"""
         valid = dict(vocab_size=5, d_model=4, n_heads=2, n_layers=1, d_ff=8, max_len=8)
-        expect_rejects(sub, "GPT", valid, dict([bad]))
+        expect_rejects(sub, "GPT", valid, dict([bad]), (torch.zeros(1, 2, dtype=torch.long),))
 
 
 # ----------------------------------------------------------------------------- greedy_decode

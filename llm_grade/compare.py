@@ -134,6 +134,16 @@ def expect_close(
     ``explain[kind]`` when the grader knows what that pattern means for this component, else
     the pattern's usual meaning before the grader's own hint. A hint from
     :func:`hint_for` (a known wrong answer reproduced) is kept as it is."""
+    if (
+        type(got) is torch.Tensor
+        and tuple(got.shape) != tuple(expected.shape)
+        and not isinstance(hint, KnownCause)
+    ):
+        raise CheckFailure(
+            f"{what} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}.",
+            counterexample=case,
+            hint=f"Check which dimensions you reshape, transpose or reduce. {hint}".strip(),
+        )
     got = expect_tensor(
         got,
         what,
@@ -229,11 +239,11 @@ def loosely_close(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def hint_for(got, candidates, default: str) -> str:
-    """The hint of the first known wrong answer that ``got`` reproduces, else ``default``."""
-    for value, hint in candidates:
-        if value is not None and loosely_close(got, value):
-            return KnownCause(hint)
-    return default
+    """The hint of the known wrong answer that ``got`` reproduces, else ``default`` (also when
+    several reproduce it: on a tiny case two different bugs can give the same output, and the
+    evidence does not tell which)."""
+    hits = [hint for value, hint in candidates if value is not None and loosely_close(got, value)]
+    return KnownCause(hits[0]) if len(set(hits)) == 1 else default
 
 
 def expect_prefix_unchanged(out1, out2, t: int, *, what: str, case: str, hint: str) -> None:

@@ -63,7 +63,11 @@ def find_pattern(got: torch.Tensor, expected: torch.Tensor) -> Pattern | None:
                 return Pattern("sign", "every value has the opposite sign (got = -expected)")
             return Pattern("factor", f"every value is {_factor(c)} times the expected one")
     d = g - e
-    if d.numel() > 1 and _close(d, d.mean().expand_as(d), scale) and abs(d.mean().item()) > 0:
+    if (
+        d.numel() > 1
+        and _close(d, d.mean().expand_as(d), scale)
+        and abs(d.mean().item()) > 1e-3 * scale  # not rounding that happens to be uniform
+    ):
         return Pattern("offset", f"every value is off by the same {d.mean().item():.4g}")
     if e.dim() >= 2 and e.shape[-1] == e.shape[-2] and e.shape[-1] > 1:
         if _close(g, e.transpose(-1, -2), scale):

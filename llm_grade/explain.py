@@ -91,11 +91,12 @@ def _defer_secondary(component: ComponentResult) -> None:
     primary = next((c for c in failing if c.name in EQUIVALENCE), None)
     seen: dict[str, CheckResult] = {}  # a crash's message -> the first check that showed it
     for check in failing:
-        if check.status == "error" and check.message:
+        if check.message:
             first = seen.setdefault(check.message, check)
             if first is not check:
+                what = "error" if check.status == "error" else "problem"
                 check.hint = (
-                    f"The same error as in '{first.title}' (see there): fixing it once fixes "
+                    f"The same {what} as in '{first.title}' (see there): fixing it once fixes "
                     "both."
                 )
                 continue

@@ -31,6 +31,12 @@ _CRASH_HINTS: list[tuple[str, str]] = [
         "or reshape.",
     ),
     (
+        r"is invalid for input of size",
+        "view/reshape needs sizes whose product is the input's size: check the sizes you "
+        "pass (B, T, n_heads, d_head come from the tensor you reshape: x.size(0), x.size(1)) "
+        "and that a mask is not reshaped like the activations.",
+    ),
+    (
         r"view size is not compatible",
         "After transpose() a tensor is not contiguous: use .reshape() or .contiguous().view().",
     ),

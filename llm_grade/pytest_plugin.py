@@ -468,7 +468,7 @@ class GradingSession:
             isolation,
             str(self.rubric.path),
             sources=dict(self.staged.sources) if self.staged else {},
-            notes=list(self.staged.notes) if self.staged else [],
+            notes=(list(self.staged.notes) if self.staged else []) + list(self.rubric.notes),
         )
         return self.result
 

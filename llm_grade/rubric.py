@@ -34,6 +34,63 @@ DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {
 }
 
 
+# Checks renamed or split since an earlier rubric: an instructor's rubric that still names
+# the old check gives its points (and visibility) to its successors, in equal parts.
+RENAMED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("LayerNorm", "honours_eps"): ("uses_eps", "rejects_bad_eps"),
+    ("sinusoidal_positional_encoding", "honours_base_and_dtype"): ("honours_base", "honours_dtype"),
+}
+
+# Checks added since the first rubric (graders round two): a rubric that does not list one
+# grades it for 0 points (shown, not counted) and says so in the results' notes, so an
+# instructor's rubric keeps its total and its meaning until they give the check points.
+ADDED: dict[str, tuple[str, ...]] = {
+    "count_parameters": ("counts_shared_once",),
+    "TokenEmbedding": ("gradients_reach_every_parameter",),
+    "sinusoidal_positional_encoding": ("honours_base", "honours_dtype"),
+    "SinusoidalPositionalEncoding": (
+        "full_length",
+        "keeps_x_dtype",
+        "rejects_too_long",
+        "runs_on_any_device",
+    ),
+    "LearnedPositionalEmbedding": (
+        "full_length",
+        "gradients_reach_every_parameter",
+        "keeps_x_dtype",
+        "rejects_too_long",
+    ),
+    "softmax": ("stable_per_row",),
+    "causal_mask": ("rejects_negative_length",),
+    "padding_mask": ("runs_on_any_device",),
+    "scaled_dot_product_attention": ("runs_on_any_device", "stable_per_row"),
+    "AttentionHead": ("rejects_bad_arguments",),
+    "MultiHeadAttention": (
+        "dropout_on_the_weights",
+        "masks_hold_in_training",
+        "rejects_bad_arguments",
+        "runs_on_any_device",
+    ),
+    "FeedForward": ("dropout_placement", "rejects_bad_arguments"),
+    "LayerNorm": (
+        "gradients_reach_every_parameter",
+        "rejects_bad_eps",
+        "stable_per_row",
+        "starts_as_identity",
+        "uses_eps",
+    ),
+    "AddNorm": ("dropout_placement", "rejects_bad_arguments", "structure"),
+    "EncoderLayer": ("structure",),
+    "DecoderLayer": ("structure",),
+    "TransformerBlock": ("dropout_placement", "runs_on_any_device", "structure"),
+    "Encoder": ("rejects_bad_arguments",),
+    "Decoder": ("rejects_bad_arguments",),
+    "Transformer": ("rejects_bad_arguments", "runs_on_any_device", "structure"),
+    "GPT": ("rejects_bad_arguments", "structure"),
+    "greedy_decode": ("keeps_the_mode", "rejects_bad_max_len", "runs_without_gradients"),
+}
+
+
 @dataclass(frozen=True)
 class CheckSpec:
     points: float
@@ -52,6 +109,8 @@ class Rubric:
     device_tolerance: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     # what Python a submission may use (the [policy] table; see llm_grade/policy.py)
     policy: Policy = field(default_factory=Policy)
+    # how an older rubric was read (renamed checks, checks it predates): for the results
+    notes: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> float:
@@ -79,6 +138,7 @@ def load_rubric(path: Path) -> Rubric:
     except tomllib.TOMLDecodeError as exc:
         raise RubricError(f"{path} is not valid TOML: {exc}") from None
     checks: dict[str, dict[str, CheckSpec]] = {}
+    notes: list[str] = []
     forbidden: dict[str, list[str]] = {k: list(v) for k, v in DEFAULT_FORBIDDEN.items()}
     for component, entry in data.get("components", {}).items():
         if component not in COMPONENTS:
@@ -96,6 +156,7 @@ def load_rubric(path: Path) -> Rubric:
                     f"{path}: {component}.{check} must be a number or "
                     f"{{points = N, hidden = true|false}}"
                 )
+        notes += _upgrade(component, specs)
         checks[component] = specs
     grading = data.get("grading", {})
     if grading.get("forbidden_api_rule", True) is False:
@@ -126,4 +187,28 @@ def load_rubric(path: Path) -> Rubric:
         {k: float(v) for k, v in data.get("limits", {}).items()},
         devices,
         policy,
+        notes,
     )
+
+
+def _upgrade(component: str, specs: dict[str, CheckSpec]) -> list[str]:
+    """Read an older rubric's entries for ``component`` as today's checks (in place)."""
+    notes = []
+    for (owner, old), new in RENAMED.items():
+        if owner == component and old in specs and not any(n in specs for n in new):
+            spec = specs.pop(old)
+            for name in new:
+                specs[name] = CheckSpec(round(spec.points / len(new), 4), spec.hidden)
+            notes.append(
+                f"rubric: {component}.{old} is now {' and '.join(new)}; its "
+                f"{spec.points:g} points are shared between them"
+            )
+    missing = [name for name in ADDED.get(component, ()) if name not in specs]
+    for name in missing:
+        specs[name] = CheckSpec(0.0)
+    if missing:
+        notes.append(
+            f"rubric: no points for {', '.join(f'{component}.{n}' for n in missing)} (checks "
+            "newer than this rubric): graded for 0 points; give them points to count them"
+        )
+    return notes

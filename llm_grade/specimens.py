@@ -20,6 +20,14 @@ def mlp(sizes: list[int], frozen: list[int]) -> nn.Module:
     return nn.Sequential(*layers)
 
 
+def tied(width: int) -> nn.Module:
+    """Two ``Linear(width, width)`` layers sharing one weight (as a tied embedding and output
+    head do): ``width * width + 2 * width`` parameters, the shared weight counted once."""
+    first, second = nn.Linear(width, width), nn.Linear(width, width)
+    second.weight = first.weight
+    return nn.Sequential(first, nn.Tanh(), second)
+
+
 class ScriptedSeq2Seq(nn.Module):
     """A stand-in for ``Transformer`` whose greedy continuation is known in advance.
 

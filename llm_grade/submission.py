@@ -225,7 +225,7 @@ class Submission:
 
             report = _report(error)
             return CheckFailure(
-                state_dict_message(error.get("component") or component, report),
+                state_dict_message(error.get("component") or component, report, call),
                 hint=STATE_DICT_HINT,
             )
         if kind == "import_crash":  # the module ended the worker while it was imported

@@ -49,8 +49,13 @@ def randomize_(module: nn.Module, seed: int) -> nn.Module:
     return module
 
 
-def state_dict_message(component: str, report: StateDictReport) -> str:
-    """``expected attribute `q_proj` in MultiHeadAttention, found `query`, ...``."""
+def state_dict_message(component: str, report: StateDictReport, call: str = "") -> str:
+    """``expected attribute `q_proj` in MultiHeadAttention, found `query`, ...``; for a shape
+    that differs, which constructor arguments the expected sizes are (from ``call``, the
+    build's description)."""
+    from .feedback import size_names
+
+    names = size_names(call) if call else {}
 
     def heads(keys: list[str]) -> list[str]:
         return sorted({k.rsplit(".", 1)[0] if "." in k else k for k in keys})
@@ -61,12 +66,22 @@ def state_dict_message(component: str, report: StateDictReport) -> str:
         found = ", ".join(f"`{k}`" for k in heads(report.unexpected)) or "nothing in its place"
         parts.append(f"expected attribute {expected} in {component}, found {found}")
     elif report.unexpected:
+        biases = [k for k in report.unexpected if k.endswith(".bias")]
         parts.append(
             f"{component} has parameters API.md does not list: "
             + ", ".join(f"`{k}`" for k in report.unexpected)
+            + (" (a layer API.md builds with bias=False?)" if biases else "")
         )
     for key, own, theirs in report.shape_mismatch:
-        parts.append(f"`{key}` has shape {own}, expected {theirs}")
+        said = [
+            f"{n} = {'/'.join(names[n][:2])}"
+            for n, o in zip(theirs, own, strict=False)
+            if n != o and names.get(n)
+        ]
+        parts.append(
+            f"`{key}` has shape {own}, expected {theirs}"
+            + (f" ({', '.join(said)}: is that argument used?)" if said else "")
+        )
     return "; ".join(parts) + "."
 
 
@@ -164,13 +179,32 @@ def build_pair(
     return Pair(student, reference)
 
 
+GRAPH_HINT = (
+    "Something cuts the graph or freezes a weight: .detach(), .data, .item(), torch.no_grad(), "
+    "requires_grad_(False), a register_buffer where an nn.Parameter belongs, or rebuilding a "
+    "tensor with torch.tensor(...). Keep every step a tensor op on trainable parameters."
+)
+
+
 def expect_gradients(sub, pair: Pair, *args: Any, case: str, method: str | None = None) -> None:
     """Every parameter that gets a gradient in the reference gets one in the learner's module.
 
     (Some parameters get none by construction, e.g. the key bias in attention: a constant
     added to every score cancels in the softmax; the reference tells which.)
     """
-    grads = sub.gradients(pair.student, *args, method=method)
+    from .outcomes import LearnerError
+
+    try:
+        grads = sub.gradients(pair.student, *args, method=method)
+    except LearnerError as exc:
+        if "does not require grad" not in exc.exc_message:
+            raise
+        raise CheckFailure(
+            "No gradient reaches any parameter: the output does not depend on anything "
+            "that trains.",
+            counterexample=case,
+            hint=GRAPH_HINT,
+        ) from None
     ref_out = pair.reference(*args) if method is None else getattr(pair.reference, method)(*args)
     if isinstance(ref_out, tuple):
         ref_out = ref_out[0]
@@ -187,8 +221,7 @@ def expect_gradients(sub, pair: Pair, *args: Any, case: str, method: str | None 
             raise CheckFailure(
                 f"No gradient reaches `{name}`.",
                 counterexample=case,
-                hint="Something cuts the graph: .detach(), .data, .item(), torch.no_grad(), or "
-                "rebuilding a tensor with torch.tensor(...). Keep every step a tensor op.",
+                hint=GRAPH_HINT,
             )
 
 
@@ -216,7 +249,7 @@ SHARED_MODULE_HINT = (
 )
 TIED_HINT = (
     "Don't tie weights: API.md lists these as separate parameters (e.g. lm_head is its own "
-    "nn.Linear; `lm_head.weight = tok_embed.embedding.weight` makes them one tensor)."
+    "nn.Linear; `lm_head.weight = tok_embed.embedding.weight` makes them one tied tensor)."
 )
 PARAMETER_HINT = (
     "Weights that train are nn.Parameter objects, created by nn.Linear / nn.Embedding or "
@@ -269,6 +302,7 @@ def expect_own_structure(
     *,
     children: dict[str, tuple[str, dict[str, Any]]],
     case: str,
+    probe: tuple,
     seed: int = 0,
 ) -> None:
     """The learner's module tree, as built (no oracle injected in its place), is the one API.md
@@ -279,7 +313,9 @@ def expect_own_structure(
     The evidence of sharing is tensor data: load random weights (every tensor its own values)
     and read them back; a shared tensor holds the values loaded last. The rest comes from the
     worker's plain description of the tree, checked for shape before it is read (it names what
-    is shared, and tells torch.nn's classes from the learner's).
+    is shared, and tells torch.nn's classes from the learner's). ``probe`` are arguments of
+    one forward call, made first: a module whose forward is still a stub is "not implemented
+    yet", however complete its ``__init__`` is.
     """
     reference = _reference_module(ref_pkg, component, torch.float64, kwargs)
     randomize_(reference, seed)
@@ -287,6 +323,7 @@ def expect_own_structure(
     student = sub.build_loaded(
         component, kwargs, dtype=torch.float64, train=False, state_dict=loaded
     )
+    started(lambda: sub.call(student, *probe))  # a stub's forward: "not implemented yet"
     back = sub.state_dict(student)
     plain = _plain_tree(sub.structure(student))
     if not isinstance(back, dict):
@@ -360,8 +397,9 @@ def expect_own_structure(
         _, name, origin, _, args = row
         if origin not in ("oracle", "submission") or name != child:
             where = {"torch": "torch.nn's", "other": "another library's"}.get(origin, "your")
+            shown = f"nn.{name}" if origin == "torch" else name
             raise CheckFailure(
-                f"{component}.{path} is {where} {name}, expected your {child} (API.md).",
+                f"{component}.{path} is {where} {shown}, expected your {child} (API.md).",
                 counterexample=case,
                 hint=OWN_CLASS_HINT,
             )
@@ -604,12 +642,14 @@ VALIDATE_HINT = (
 )
 
 
-def expect_rejects(sub, component: str, valid: dict[str, Any], bad: dict[str, Any]) -> None:
-    """``component(**valid)`` builds; ``component(**{**valid, **bad})`` raises ValueError naming
-    the argument of ``bad``."""
+def expect_rejects(
+    sub, component: str, valid: dict[str, Any], bad: dict[str, Any], probe: tuple
+) -> None:
+    """``component(**valid)`` builds and runs on ``probe`` (a stub is "not implemented yet");
+    ``component(**{**valid, **bad})`` raises ValueError naming the argument of ``bad``."""
     from .compare import case_str
 
-    started(lambda: (sub.build(component, **valid), sub.flush()))
+    started(lambda: sub.call(sub.build(component, **valid), *probe))
     kwargs = {**valid, **bad}
     raises_value_error(
         lambda: (sub.build(component, **kwargs), sub.flush()),

@@ -119,4 +119,92 @@ BUGS = [
         "AttentionHead",
         "context",
     ),
+    # ---- round two: what credit isolation hid, train mode, devices, magnitudes, arguments
+    Bug(
+        "softmax-global-max",
+        "attention",
+        "    x_max = x.amax(dim=dim, keepdim=True)",
+        "    x_max = x.amax()",
+        "softmax",
+        "each row's own maximum",
+    ),
+    Bug(
+        "causal-mask-ignores-device",
+        "attention",
+        "    return torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()",
+        "    return torch.ones(seq_len, seq_len, dtype=torch.bool).tril()",
+        "causal_mask",
+        "device argument is ignored",
+    ),
+    Bug(
+        "causal-mask-accepts-negative-length",
+        "attention",
+        (
+            "    if seq_len < 0:\n"
+            '        raise ValueError(f"seq_len must be >= 0, got {seq_len}")\n'
+            "    return torch.ones"
+        ),
+        "    return torch.ones",
+        "causal_mask",
+        "cannot be negative",
+    ),
+    Bug(
+        "sdpa-global-max-softmax",
+        "attention",
+        ("    weights = softmax(scores, dim=-1)\n    return weights @ v, weights"),
+        (
+            "    e = torch.exp(scores - scores.max())\n"
+            "    weights = e / e.sum(dim=-1, keepdim=True)\n"
+            "    return weights @ v, weights"
+        ),
+        "scaled_dot_product_attention",
+        "own stable softmax",
+    ),
+    Bug(
+        "mha-dropout-on-the-scores",
+        "attention",
+        "        weights = self.dropout(softmax(scores, dim=-1))",
+        "        weights = softmax(self.dropout(scores), dim=-1)",
+        "MultiHeadAttention",
+        "dropout belongs on the attention weights",
+    ),
+    Bug(
+        "mha-dropout-on-the-values",
+        "attention",
+        ("        weights = self.dropout(softmax(scores, dim=-1))\n        out = weights @ v"),
+        ("        weights = softmax(scores, dim=-1)\n        out = weights @ self.dropout(v)"),
+        "MultiHeadAttention",
+        "dropout applies to the attention weights",
+    ),
+    Bug(
+        "mha-dropout-p-hard-coded",
+        "attention",
+        "        self.dropout = nn.Dropout(dropout)  # regularisation of the attention weights",
+        "        self.dropout = nn.Dropout(0.1)  # regularisation of the attention weights",
+        "MultiHeadAttention",
+        "with the module's p",
+    ),
+    Bug(
+        "mha-accepts-zero-heads",
+        "attention",
+        (
+            "        if n_heads <= 0:\n"
+            '            raise ValueError(f"n_heads must be positive, got {n_heads}")\n'
+            "        if d_model <= 0 or d_model % n_heads != 0:"
+        ),
+        "        if n_heads > 0 and (d_model <= 0 or d_model % n_heads != 0):",
+        "MultiHeadAttention",
+        "raise ValueError naming the argument",
+    ),
+    Bug(
+        "head-accepts-zero-d-head",
+        "attention",
+        (
+            "        if d_head <= 0:\n"
+            '            raise ValueError(f"d_head must be positive, got {d_head}")\n'
+        ),
+        "",
+        "AttentionHead",
+        "raise ValueError naming the argument",
+    ),
 ]

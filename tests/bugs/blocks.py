@@ -132,4 +132,61 @@ BUGS = [
         "TransformerBlock",
         "out-of-place",
     ),
+    # ---- round two: what credit isolation hid, train mode, devices, magnitudes, arguments
+    Bug(
+        "block-norm1-is-torch-layernorm",
+        "blocks",
+        "        self.norm1 = LayerNorm(d_model)",
+        "        self.norm1 = nn.LayerNorm(d_model)",
+        "TransformerBlock",
+        "torch.nn's LayerNorm",
+    ),
+    Bug(
+        "block-norms-shared",
+        "blocks",
+        "        self.norm2 = LayerNorm(d_model)",
+        "        self.norm2 = self.norm1",
+        "TransformerBlock",
+        "one and the same module",
+    ),
+    Bug(
+        "block-dropout-on-the-residual",
+        "blocks",
+        "        return x + self.dropout(self.ffn(self.norm2(x)))",
+        "        return self.dropout(x + self.ffn(self.norm2(x)))",
+        "TransformerBlock",
+        "before its residual add",
+    ),
+    Bug(
+        "block-causal-mask-on-cpu",
+        "blocks",
+        "        allowed = causal_mask(x.size(1), device=x.device)  # (T, T)",
+        "        allowed = causal_mask(x.size(1))  # (T, T)",
+        "TransformerBlock",
+        "device=x.device",
+    ),
+    Bug(
+        "encoder-layer-attention-without-dropout",
+        "blocks",
+        (
+            "        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout)\n"
+            "        self.add_norm1 = AddNorm(d_model, dropout)\n"
+            "        self.ffn"
+        ),
+        (
+            "        self.self_attn = MultiHeadAttention(d_model, n_heads)\n"
+            "        self.add_norm1 = AddNorm(d_model, dropout)\n"
+            "        self.ffn"
+        ),
+        "EncoderLayer",
+        "built with dropout=0.0",
+    ),
+    Bug(
+        "decoder-layer-add-norms-shared",
+        "blocks",
+        "        self.add_norm3 = AddNorm(d_model, dropout)",
+        "        self.add_norm3 = self.add_norm2",
+        "DecoderLayer",
+        "one and the same module",
+    ),
 ]

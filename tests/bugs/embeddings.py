@@ -109,7 +109,8 @@ BUGS = [
         "spe-no-length-check",
         "embeddings",
         "        if T > self.max_len:\n"
-        '            raise ValueError(f"sequence length T={T} exceeds max_len={self.max_len}")\n'
+        '            raise ValueError(f"sequence length T={T} '
+        'exceeds max_len={self.max_len}")\n'
         "        return self.dropout(x + self.pe[:T].to(x.dtype))",
         "        return self.dropout(x + self.pe[:T].to(x.dtype))",
         "SinusoidalPositionalEncoding",
@@ -140,5 +141,56 @@ BUGS = [
         "        return x + self.dropout(self.embedding(positions).to(x.dtype))",
         "LearnedPositionalEmbedding",
         "dropout to the sum",
+    ),
+    # ---- round two: what credit isolation hid, train mode, devices, magnitudes, arguments
+    Bug(
+        "spe-rejects-full-length",
+        "embeddings",
+        (
+            "        if T > self.max_len:\n"
+            '            raise ValueError(f"sequence length T={T} '
+            'exceeds max_len={self.max_len}")\n'
+            "        return self.dropout(x + self.pe"
+        ),
+        (
+            "        if T >= self.max_len:\n"
+            '            raise ValueError(f"sequence length T={T} '
+            'exceeds max_len={self.max_len}")\n'
+            "        return self.dropout(x + self.pe"
+        ),
+        "SinusoidalPositionalEncoding",
+        "not t >= max_len",
+    ),
+    Bug(
+        "spe-table-as-plain-attribute",
+        "embeddings",
+        '        self.register_buffer("pe", pe, persistent=False)',
+        "        self.pe = pe",
+        "SinusoidalPositionalEncoding",
+        "register_buffer",
+    ),
+    Bug(
+        "lpe-positions-frozen",
+        "embeddings",
+        "        self.embedding = nn.Embedding(max_len, d_model)",
+        "        self.embedding = nn.Embedding(max_len, d_model).requires_grad_(False)",
+        "LearnedPositionalEmbedding",
+        "no gradient reaches",
+    ),
+    Bug(
+        "token-embedding-frozen",
+        "embeddings",
+        "        self.embedding = nn.Embedding(vocab_size, d_model)",
+        "        self.embedding = nn.Embedding(vocab_size, d_model).requires_grad_(False)",
+        "TokenEmbedding",
+        "no gradient reaches",
+    ),
+    Bug(
+        "pe-ignores-base",
+        "embeddings",
+        "    angle = position / base ** (two_i / d_model)  # (T, d_model/2)",
+        "    angle = position / 10000.0 ** (two_i / d_model)  # (T, d_model/2)",
+        "sinusoidal_positional_encoding",
+        "use `base`",
     ),
 ]

@@ -43,4 +43,13 @@ BUGS = [
         "get_device",
         "ValueError naming `prefer`",
     ),
+    # ---- round two
+    Bug(
+        "count-parameters-counts-shared-twice",
+        "environment",
+        "for p in model.parameters() if",
+        "for _, p in model.named_parameters(remove_duplicate=False) if",
+        "count_parameters",
+        "count each parameter once",
+    ),
 ]

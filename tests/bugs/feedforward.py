@@ -78,4 +78,29 @@ BUGS = [
         "FeedForward",
         "between gelu and fc2",
     ),
+    # ---- round two: what credit isolation hid, train mode, devices, magnitudes, arguments
+    Bug(
+        "ffn-dropout-before-gelu",
+        "feedforward",
+        "        return self.fc2(self.dropout(gelu(self.fc1(x))))",
+        "        return self.fc2(gelu(self.dropout(self.fc1(x))))",
+        "FeedForward",
+        "between gelu and fc2",
+    ),
+    Bug(
+        "ffn-dropout-after-fc2",
+        "feedforward",
+        "        return self.fc2(self.dropout(gelu(self.fc1(x))))",
+        "        return self.dropout(self.fc2(gelu(self.fc1(x))))",
+        "FeedForward",
+        "fc2's output",
+    ),
+    Bug(
+        "ffn-dropout-p-hard-coded",
+        "feedforward",
+        "        self.dropout = nn.Dropout(dropout)",
+        "        self.dropout = nn.Dropout(0.1)",
+        "FeedForward",
+        "with the module's p",
+    ),
 ]

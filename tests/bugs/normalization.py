@@ -103,4 +103,57 @@ BUGS = [
         "AddNorm",
         "eval()",
     ),
+    # ---- round two: what credit isolation hid, train mode, devices, magnitudes, arguments
+    Bug(
+        "addnorm-norm-is-torch-layernorm",
+        "normalization",
+        "        self.norm = LayerNorm(d_model, eps)",
+        "        self.norm = nn.LayerNorm(d_model, eps)",
+        "AddNorm",
+        "torch.nn's LayerNorm",
+    ),
+    Bug(
+        "addnorm-ignores-eps",
+        "normalization",
+        "        self.norm = LayerNorm(d_model, eps)",
+        "        self.norm = LayerNorm(d_model)",
+        "AddNorm",
+        "built with eps=1e-05",
+    ),
+    Bug(
+        "addnorm-accepts-bad-dropout",
+        "normalization",
+        (
+            "        if not 0.0 <= dropout < 1.0:\n"
+            '            raise ValueError(f"dropout must be in [0, 1), got {dropout}")\n'
+            "        self.norm"
+        ),
+        "        self.norm",
+        "AddNorm",
+        "raise ValueError naming the argument",
+    ),
+    Bug(
+        "layernorm-variance-by-cancellation",
+        "normalization",
+        "        var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)",
+        "        var = (x**2).mean(dim=-1, keepdim=True) - mean**2",
+        "LayerNorm",
+        "cancels catastrophically",
+    ),
+    Bug(
+        "layernorm-init-swapped",
+        "normalization",
+        "        self.weight = nn.Parameter(torch.ones(d_model))",
+        "        self.weight = nn.Parameter(torch.zeros(d_model))",
+        "LayerNorm",
+        "start as the identity",
+    ),
+    Bug(
+        "layernorm-weight-is-a-buffer",
+        "normalization",
+        "        self.weight = nn.Parameter(torch.ones(d_model))",
+        '        self.register_buffer("weight", torch.ones(d_model))',
+        "LayerNorm",
+        "no gradient reaches `weight`",
+    ),
 ]

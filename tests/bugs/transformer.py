@@ -131,4 +131,118 @@ BUGS = [
         "greedy_decode",
         "src_mask is ignored",
     ),
+    # ---- round two: what credit isolation hid, train mode, devices, magnitudes, arguments
+    Bug(
+        "gpt-lm-head-tied-to-embedding",
+        "transformer",
+        ("        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)\n"),
+        (
+            "        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)\n"
+            "        self.lm_head.weight = self.tok_embed.embedding.weight\n"
+        ),
+        "GPT",
+        "don't tie weights",
+    ),
+    Bug(
+        "gpt-one-block-repeated",
+        "transformer",
+        (
+            "            TransformerBlock(d_model, n_heads, d_ff, dropout) "
+            "for _ in range(n_layers)\n"
+        ),
+        ("            [TransformerBlock(d_model, n_heads, d_ff, dropout)] * n_layers\n"),
+        "GPT",
+        "repeats one layer",
+    ),
+    Bug(
+        "gpt-norm-is-torch-layernorm",
+        "transformer",
+        "        self.norm = LayerNorm(d_model)  # final norm",
+        "        self.norm = nn.LayerNorm(d_model)  # final norm",
+        "GPT",
+        "torch.nn's LayerNorm",
+    ),
+    Bug(
+        "decoder-one-layer-repeated",
+        "transformer",
+        ("            DecoderLayer(d_model, n_heads, d_ff, dropout) for _ in range(n_layers)\n"),
+        ("            [DecoderLayer(d_model, n_heads, d_ff, dropout)] * n_layers\n"),
+        "Decoder",
+        "repeats one layer",
+    ),
+    Bug(
+        "decoder-dropout-not-passed",
+        "transformer",
+        ("            DecoderLayer(d_model, n_heads, d_ff, dropout) for _ in range(n_layers)\n"),
+        ("            DecoderLayer(d_model, n_heads, d_ff) for _ in range(n_layers)\n"),
+        "Decoder",
+        "built with dropout=0.0",
+    ),
+    Bug(
+        "encoder-layers-reversed",
+        "transformer",
+        ("        for layer in self.layers:\n            x = layer(x, mask)"),
+        ("        for layer in reversed(self.layers):\n            x = layer(x, mask)"),
+        "Encoder",
+        "in order",
+    ),
+    Bug(
+        "transformer-pos-dropout-not-passed",
+        "transformer",
+        "        self.pos_encoding = SinusoidalPositionalEncoding(d_model, max_len, dropout)",
+        "        self.pos_encoding = SinusoidalPositionalEncoding(d_model, max_len)",
+        "Transformer",
+        "built with dropout=0.0",
+    ),
+    Bug(
+        "transformer-causal-mask-on-cpu",
+        "transformer",
+        "        allowed = causal_mask(tgt.size(1), device=tgt.device)  # (T, T): never look ahead",
+        "        allowed = causal_mask(tgt.size(1))  # (T, T): never look ahead",
+        "Transformer",
+        "device=x.device",
+    ),
+    Bug(
+        "gpt-accepts-zero-layers",
+        "transformer",
+        (
+            "        super().__init__()\n"
+            "        _check_positive(n_layers=n_layers)\n"
+            "        self.tok_embed"
+        ),
+        ("        super().__init__()\n        self.tok_embed"),
+        "GPT",
+        "raise ValueError naming the argument",
+    ),
+    Bug(
+        "greedy-calls-eval",
+        "transformer",
+        "    memory = model.encode(src, src_mask)  # encode once, reuse at every step",
+        (
+            "    model.eval()\n"
+            "    memory = model.encode(src, src_mask)  # encode once, reuse at every step"
+        ),
+        "greedy_decode",
+        "don't call model.eval()",
+    ),
+    Bug(
+        "greedy-without-no-grad",
+        "transformer",
+        ("@torch.no_grad()\ndef greedy_decode("),
+        "def greedy_decode(",
+        "greedy_decode",
+        "torch.no_grad",
+    ),
+    Bug(
+        "greedy-accepts-bad-max-len",
+        "transformer",
+        (
+            "    if max_len <= 0:\n"
+            '        raise ValueError(f"max_len must be positive, got {max_len}")\n'
+            "    memory"
+        ),
+        "    memory",
+        "greedy_decode",
+        "max_len must be positive",
+    ),
 ]
