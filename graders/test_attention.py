@@ -124,6 +124,7 @@ class TestSoftmax:
             hint=hint,
         )
 
+    @settings(max_examples=10)
     @given(
         shape=st.lists(st.integers(1, 5), min_size=2, max_size=3).filter(lambda s: s[0] >= 2),
         seed=seeds,
@@ -233,6 +234,7 @@ class TestCausalMask:
                 hint=hint,
             )
 
+    @settings(max_examples=6)
     @given(T=st.integers(1, 5), device=st.sampled_from(["meta", "cpu", "meta-device"]))
     def test_device_argument(self, sub, T, device):
         """builds the mask on the device it is given (the meta device works on every machine)"""
@@ -274,6 +276,7 @@ class TestCausalMask:
                 "device=device).tril().",
             )
 
+    @settings(max_examples=4)
     @given(seq_len=st.integers(-5, -1))
     def test_rejects_negative_length(self, sub, seq_len):
         """raises ValueError naming seq_len when it is negative"""
@@ -314,6 +317,7 @@ class TestPaddingMask:
                 hint="True means 'a real token, may be attended to': tokens != pad_id.",
             )
 
+    @settings(max_examples=4)
     @given(B=st.integers(1, 3), T=st.integers(1, 6), pad_id=st.integers(0, 4))
     def test_runs_on_any_device(self, sub, B, T, pad_id):
         """returns the mask on the device of the tokens"""
@@ -400,6 +404,7 @@ class TestScaledDotProductAttention:
                 "(it must be -1) and that masking happens before, not after, the softmax.",
             )
 
+    @settings(max_examples=10)
     @given(s=sizes(cross=True, min_len=2), seed=seeds, dtype=dtypes, data=st.data())
     def test_stable_per_row(self, sub, ref, s, seed, dtype, data):
         """query rows at very different scales (1e-3 to 1e3) each get exact, finite weights"""
@@ -429,6 +434,7 @@ class TestScaledDotProductAttention:
             "a row far below the global maximum underflows to 0 / 0 = NaN.",
         )
 
+    @settings(max_examples=4)
     @given(s=sizes(cross=True), seed=seeds, data=st.data())
     def test_runs_on_any_device(self, sub, s, seed, data):
         """runs with q, k, v and the mask on another device (meta) and returns results there"""
@@ -510,6 +516,7 @@ class TestAttentionHead:
             extra=(None, None),
         )
 
+    @settings(max_examples=5)
     @given(bad=st.sampled_from([("d_model", 0), ("d_model", -2), ("d_head", 0), ("d_head", -1)]))
     def test_rejects_bad_arguments(self, sub, bad):
         """raises ValueError naming the argument when d_model or d_head is not positive"""
@@ -667,6 +674,7 @@ class TestMultiHeadAttention:
             "batch and head axes: view(B, T, n_heads, d_head) then transpose(1, 2).",
         )
 
+    @settings(max_examples=4)
     @given(s=sizes(cross=True), seed=seeds, data=st.data())
     def test_runs_on_any_device(self, sub, ref, s, seed, data):
         """runs with its weights, inputs and mask on another device (meta)"""
@@ -869,6 +877,7 @@ class TestMultiHeadAttention:
             "d_model % n_heads != 0.",
         )
 
+    @settings(max_examples=5)
     @given(
         bad=st.sampled_from(
             [("n_heads", 0), ("n_heads", -2), ("d_model", 0), ("dropout", -0.1), ("dropout", 1.0)]

@@ -162,6 +162,7 @@ class TestEncoderLayer:
             hint=hint_for(got, candidates, hint),
         )
 
+    @settings(max_examples=5)
     @given(s=small, seed=seeds, dropout=st.sampled_from([0.0, 0.3]))
     def test_structure(self, sub, ref, s, seed, dropout):
         """builds its own sub-layers from your classes, with its arguments, nothing shared"""
@@ -285,6 +286,7 @@ class TestDecoderLayer:
             hint=hint_for(got, candidates, hint),
         )
 
+    @settings(max_examples=5)
     @given(s=small, seed=seeds, dropout=st.sampled_from([0.0, 0.3]))
     def test_structure(self, sub, ref, s, seed, dropout):
         """builds its own sub-layers from your classes, with its arguments, nothing shared"""
@@ -443,6 +445,7 @@ class TestTransformerBlock:
             hint=hint_for(got, candidates, hint),
         )
 
+    @settings(max_examples=5)
     @given(s=small, seed=seeds, dropout=st.sampled_from([0.0, 0.3]))
     def test_structure(self, sub, ref, s, seed, dropout):
         """builds its own sub-layers from your classes, with its arguments, nothing shared"""
@@ -518,6 +521,7 @@ class TestTransformerBlock:
             for m in inner:
                 m.p = p
 
+    @settings(max_examples=4)
     @given(s=small, seed=seeds, padded=st.booleans())
     def test_runs_on_any_device(self, sub, ref, s, seed, padded):
         """runs on the device of its input (the meta device): the causal mask is made there"""

@@ -172,6 +172,7 @@ class TestTokenEmbedding:
             "ValueError(f'vocab_size must be positive, got {vocab_size}') (same for d_model).",
         )
 
+    @settings(max_examples=5)
     @given(vocab=st.integers(1, 8), d_model=st.integers(1, 6), seed=seeds)
     def test_gradients_reach_every_parameter(self, sub, ref, vocab, d_model, seed):
         """gradients reach the embedding table (it is a trainable parameter)"""
@@ -258,6 +259,7 @@ class TestSinusoidalPositionalEncodingFunction:
                 hint=hint,
             )
 
+    @settings(max_examples=10)
     @given(seq_len=st.integers(2, 12), d_model=even_widths, base=bases)
     def test_honours_base(self, sub, ref, seq_len, d_model, base):
         """uses the `base` argument in the angle, p / base**(2i/d_model)"""
@@ -285,6 +287,7 @@ class TestSinusoidalPositionalEncodingFunction:
             hint="Use `base` in the angle, p / base**(2i/d_model), instead of a hard-coded 10000.",
         )
 
+    @settings(max_examples=8)
     @given(seq_len=st.integers(1, 12), d_model=even_widths, dtype=dtypes)
     def test_honours_dtype(self, sub, ref, seq_len, d_model, dtype):
         """returns a table of the requested dtype, accurate to that dtype"""
@@ -518,12 +521,14 @@ class TestSinusoidalPositionalEncoding:
 
     # always try the mixed case: a float64 module must still return float32 for float32 x
     @example(setup=(2, 3, 4, 8), seed=0, x_dtype=torch.float32)
+    @settings(max_examples=8)
     @given(setup=positions_setup(), seed=seeds, x_dtype=dtypes)
     def test_keeps_x_dtype(self, sub, ref, setup, seed, x_dtype):
         """returns x's dtype when the module has the other float dtype"""
         other = torch.float32 if x_dtype == torch.float64 else torch.float64
         _expect_positions(sub, ref, self.component, setup, seed, x_dtype, other, 1.0, 0.0)
 
+    @settings(max_examples=8)
     @given(setup=positions_setup(full=True), seed=seeds, dtype=dtypes)
     def test_full_length(self, sub, ref, setup, seed, dtype):
         """works for the longest sequence, T == max_len (every row of the table)"""
@@ -535,6 +540,7 @@ class TestSinusoidalPositionalEncoding:
         """dropout is the identity in eval() and drops entries of x + pe in train()"""
         _dropout_only_in_training(sub, ref, self.component, setup, seed)
 
+    @settings(max_examples=4)
     @given(setup=positions_setup(), seed=seeds)
     def test_runs_on_any_device(self, sub, ref, setup, seed):
         """moves with the module: after .to(device) its table is there too (the meta device)"""
@@ -559,6 +565,7 @@ class TestSinusoidalPositionalEncoding:
         """raises ValueError naming the argument for max_len <= 0 or dropout outside [0, 1)"""
         _rejects_bad_arguments(sub, self.component, T, d_model, max_len, bad)
 
+    @settings(max_examples=6)
     @given(T=st.integers(1, 3), d_model=even_widths, max_len=st.integers(1, 6))
     def test_rejects_too_long(self, sub, T, d_model, max_len):
         """raises ValueError naming max_len when T > max_len"""
@@ -581,12 +588,14 @@ class TestLearnedPositionalEmbedding:
 
     # always try the mixed case: a float64 module must still return float32 for float32 x
     @example(setup=(2, 3, 4, 8), seed=0, x_dtype=torch.float32)
+    @settings(max_examples=8)
     @given(setup=positions_setup(max_len_default=9), seed=seeds, x_dtype=dtypes)
     def test_keeps_x_dtype(self, sub, ref, setup, seed, x_dtype):
         """returns x's dtype when the module has the other float dtype"""
         other = torch.float32 if x_dtype == torch.float64 else torch.float64
         _expect_positions(sub, ref, self.component, setup, seed, x_dtype, other, 1.0, 0.0)
 
+    @settings(max_examples=8)
     @given(setup=positions_setup(max_len_default=9, full=True), seed=seeds, dtype=dtypes)
     def test_full_length(self, sub, ref, setup, seed, dtype):
         """works for the longest sequence, T == max_len (every row of the table)"""
@@ -605,11 +614,13 @@ class TestLearnedPositionalEmbedding:
         """raises ValueError naming the argument for max_len <= 0 or dropout outside [0, 1)"""
         _rejects_bad_arguments(sub, self.component, T, d_model, max_len, bad)
 
+    @settings(max_examples=6)
     @given(T=st.integers(1, 3), d_model=even_widths, max_len=st.integers(1, 6))
     def test_rejects_too_long(self, sub, T, d_model, max_len):
         """raises ValueError naming max_len when T > max_len"""
         _rejects_bad_arguments(sub, self.component, T, d_model, max_len, "too long")
 
+    @settings(max_examples=5)
     @given(setup=positions_setup(max_len_default=9), seed=seeds)
     def test_gradients_reach_every_parameter(self, sub, ref, setup, seed):
         """gradients reach the table of positions (it is a trainable parameter)"""

@@ -7,7 +7,7 @@ the property in plain words.
 from __future__ import annotations
 
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm_grade.compare import fail
@@ -206,6 +206,7 @@ class TestCountParameters:
         )
         _expect_count(got, vocab * vocab, call, case=case, hint=ALL_HINT)
 
+    @settings(max_examples=6)
     @given(width=st.integers(1, 6), trainable_only=st.booleans())
     def test_counts_shared_once(self, sub, width, trainable_only):
         """a parameter shared by two layers (tied weights) is counted once"""

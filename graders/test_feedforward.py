@@ -273,6 +273,7 @@ class TestFeedForward:
         x = randn((s.B, s.T, s.d_model), seed=seed)
         expect_gradients(sub, pair, x, case=case_str(B=s.B, T=s.T, **kwargs))
 
+    @settings(max_examples=5)
     @given(
         bad=st.sampled_from(
             [("d_model", 0), ("d_ff", 0), ("d_ff", -4), ("dropout", -0.1), ("dropout", 1.0)]

@@ -196,6 +196,7 @@ class TestLayerNorm:
             hint="When the variance is about eps, where eps sits decides the result: " + EPS_HINT,
         )
 
+    @settings(max_examples=10)
     @given(
         lead=lead_shapes,
         d_model=st.integers(2, 8),
@@ -255,6 +256,7 @@ class TestLayerNorm:
             hint=EPS_HINT,
         )
 
+    @settings(max_examples=4)
     @given(d_model=st.integers(1, 8), bad_eps=st.sampled_from([0.0, -1e-5, -1.0]))
     def test_rejects_bad_eps(self, sub, d_model, bad_eps):
         """raises ValueError naming eps when eps <= 0"""
@@ -295,6 +297,7 @@ class TestLayerNorm:
             hint=hint,
         )
 
+    @settings(max_examples=4)
     @given(d_model=st.integers(1, 8))
     def test_starts_as_identity(self, sub, d_model):
         """starts with weight = 1 and bias = 0 (a fresh LayerNorm only normalises)"""
@@ -320,6 +323,7 @@ class TestLayerNorm:
                     "torch.zeros(d_model) (ones for the gain, zeros for the shift).",
                 )
 
+    @settings(max_examples=5)
     @given(lead=lead_shapes, d_model=st.integers(2, 8), seed=seeds)
     def test_gradients_reach_every_parameter(self, sub, ref, lead, d_model, seed):
         """gradients reach weight and bias (both are trainable parameters)"""
@@ -376,6 +380,7 @@ class TestAddNorm:
             res["out"], pair.reference(x, s), "AddNorm output", case=case, hint=ADDNORM_HINT
         )
 
+    @settings(max_examples=5)
     @given(
         d_model=widths,
         seed=seeds,
@@ -476,6 +481,7 @@ class TestAddNorm:
             "nn.Dropout(dropout); not to x, to the sum or after the norm.",
         )
 
+    @settings(max_examples=5)
     @given(bad=st.sampled_from([("dropout", -0.1), ("dropout", 1.0), ("dropout", 1.5)]))
     def test_rejects_bad_arguments(self, sub, bad):
         """raises ValueError naming dropout when it is outside [0, 1)"""

@@ -1,26 +1,27 @@
-"""No false failures: the reference and the torch.nn variant pass every check under 20
-different Hypothesis seeds in the exploring ``llm-grade-dev`` profile."""
+"""No false failures: the reference, the torch.nn variant and variant2 (tests/fixtures/variant2)
+pass every check under 20 different Hypothesis seeds in the exploring ``llm-grade-dev`` profile."""
 
 from __future__ import annotations
 
 import pytest
-from lg_paths import REFERENCE
+from lg_paths import REFERENCE, REPO
 
 from llm_grade.engine import grade
 
 SEEDS = range(20)
+VARIANT2 = REPO / "tests" / "fixtures" / "variant2"
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("which", ["reference", "torch.nn variant"])
+@pytest.mark.parametrize("which", ["reference", "torch.nn variant", "variant2"])
 def test_correct_submissions_never_fail(
     which, seed, rubric_without_forbidden_rule, torch_nn_variant
 ):
-    submission, rubric = (
-        (REFERENCE, None)
-        if which == "reference"
-        else (torch_nn_variant, rubric_without_forbidden_rule)
-    )
+    submission, rubric = {
+        "reference": (REFERENCE, None),
+        "torch.nn variant": (torch_nn_variant, rubric_without_forbidden_rule),
+        "variant2": (VARIANT2, None),
+    }[which]
     result = grade(
         submission,
         rubric=rubric,
