@@ -14,14 +14,16 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from llm_grade.compare import TOLERANCES, case_str, expect_close, expect_tensor, fail, fmt_values
-from llm_grade.outcomes import CheckFailure, LearnerError, NotImplementedYet
+from llm_grade.outcomes import CheckFailure, LearnerError
 from llm_grade.strategies import dtypes, randn, scales, seeds, token_batches
 from llm_grade.toolkit import (
     build_pair,
     expect_gradients,
     expect_on_meta,
+    raises_value_error,
     reference_of,
     same_inputs,
+    started,
 )
 
 even_widths = st.integers(1, 8).map(lambda n: 2 * n)
@@ -43,40 +45,6 @@ DROPOUT_TRAIN_HINT = (
 def _f32_tol() -> dict[str, float]:
     """float32-level tolerances: what a comparison involving the float32 ``pe`` table allows."""
     return dict(TOLERANCES["float32"])
-
-
-def _raises_value_error(action, *, names: tuple[str, ...], what: str, case: str, hint: str):
-    """``action()`` (a call through the handle) must raise ValueError naming one of ``names``."""
-    try:
-        action()
-    except NotImplementedYet:
-        raise
-    except LearnerError as exc:
-        if exc.exc_type == "ValueError":
-            if any(name in exc.exc_message for name in names):
-                return
-            fail(
-                f"The ValueError's message doesn't name the argument: {exc.exc_message!r}",
-                case=case,
-                hint=f"Say which argument is wrong and its value, e.g. "
-                f"f'{names[0]} must be ..., got {{{names[0]}}}'.",
-            )
-        fail(
-            f"{what} raised {exc.exc_type}: {exc.exc_message}; expected ValueError.",
-            case=case,
-            hint=hint,
-        )
-    fail(f"{what} did not raise ValueError.", case=case, hint=hint)
-
-
-def _started(action) -> None:
-    """Run a valid call first: a stub's NotImplementedError means "not started", not a fail."""
-    try:
-        action()
-    except NotImplementedYet:
-        raise
-    except LearnerError:
-        pass  # a crash on valid input costs the other checks, not this one
 
 
 def _expect_unchanged(before: list, res: dict, component: str, case: str) -> None:
@@ -160,10 +128,10 @@ class TestTokenEmbedding:
     )
     def test_rejects_bad_arguments(self, sub, bad):
         """raises ValueError naming the argument when vocab_size or d_model is not positive"""
-        _started(lambda: sub.call(sub.build("TokenEmbedding", 3, 2), torch.tensor([[0, 2]])))
+        started(lambda: sub.call(sub.build("TokenEmbedding", 3, 2), torch.tensor([[0, 2]])))
         arg, value = bad
         kwargs = {"vocab_size": 5, "d_model": 4, arg: value}
-        _raises_value_error(
+        raises_value_error(
             lambda: sub.build("TokenEmbedding", **kwargs),
             names=(arg,),
             what=f"TokenEmbedding({case_str(**kwargs)})",
@@ -316,8 +284,8 @@ class TestSinusoidalPositionalEncodingFunction:
     @given(d_model=st.sampled_from([1, 3, 5, 7, 15, 0, -2]), seq_len=st.integers(1, 5))
     def test_rejects_odd_d_model(self, sub, d_model, seq_len):
         """raises ValueError naming d_model when d_model is odd or not positive"""
-        _started(lambda: sub.call("sinusoidal_positional_encoding", 2, 4))
-        _raises_value_error(
+        started(lambda: sub.call("sinusoidal_positional_encoding", 2, 4))
+        raises_value_error(
             lambda: sub.call("sinusoidal_positional_encoding", seq_len, d_model),
             names=("d_model",),
             what=f"sinusoidal_positional_encoding({seq_len}, {d_model})",
@@ -471,7 +439,7 @@ def _dropout_only_in_training(sub, ref, component, setup, seed):
 
 def _rejects_bad_arguments(sub, component, T, d_model, max_len, bad):
     valid = _positional_kwargs(component, d_model, 4, 0.0)
-    _started(lambda: sub.call(sub.build(component, **valid), torch.zeros(1, 2, d_model)))
+    started(lambda: sub.call(sub.build(component, **valid), torch.zeros(1, 2, d_model)))
     if bad == "too long":
         kwargs = _positional_kwargs(component, d_model, max_len, 0.0)
         module = sub.build(component, **kwargs)
@@ -483,14 +451,14 @@ def _rejects_bad_arguments(sub, component, T, d_model, max_len, bad):
             "T = x.size(1) against self.max_len and raise ValueError naming max_len "
             "(e.g. f'sequence length T={T} exceeds max_len={self.max_len}')."
         )
-        _raises_value_error(
+        raises_value_error(
             lambda: sub.call(module, x), names=names, what=what, case=case, hint=hint
         )
         return
     arg, value = bad
     kwargs = _positional_kwargs(component, d_model, 4, 0.0)
     kwargs[arg] = value
-    _raises_value_error(
+    raises_value_error(
         lambda: sub.build(component, **kwargs),
         names=(arg,),
         what=f"{component}({case_str(**kwargs)})",

@@ -495,6 +495,7 @@ class TestTransformer:
     def test_structure(self, sub, ref, m, seed, same_vocab, dropout):
         """builds its own embeddings, encoder, decoder and out_proj, with its arguments"""
         s, kw = m
+        kw = {**kw, "n_layers": 2}  # two layers: a layer repeated in the stack shows
         if same_vocab:  # then sharing src_embed, tgt_embed and out_proj would load
             kw = {**kw, "tgt_vocab_size": kw["src_vocab_size"]}
         expect_own_structure(
@@ -811,6 +812,7 @@ class TestGPT:
     def test_structure(self, sub, ref, m, seed, dropout):
         """builds its own embeddings, blocks, norm and lm_head, with its arguments (no tying)"""
         s, kw = m
+        kw = {**kw, "n_layers": 2}  # two blocks: a block repeated in the stack shows
         expect_own_structure(
             sub,
             ref,

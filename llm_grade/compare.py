@@ -239,11 +239,17 @@ def loosely_close(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def hint_for(got, candidates, default: str) -> str:
-    """The hint of the known wrong answer that ``got`` reproduces, else ``default`` (also when
-    several reproduce it: on a tiny case two different bugs can give the same output, and the
-    evidence does not tell which)."""
-    hits = [hint for value, hint in candidates if value is not None and loosely_close(got, value)]
-    return KnownCause(hits[0]) if len(set(hits)) == 1 else default
+    """The hint of the known wrong answer that ``got`` reproduces, else ``default``; when several
+    reproduce it (on a tiny case two bugs can give the same output), ``default`` and all of
+    theirs, since the evidence does not tell which."""
+    hits = list(dict.fromkeys(h for v, h in candidates if v is not None and loosely_close(got, v)))
+    if len(hits) == 1:
+        return KnownCause(hits[0])
+    if hits:
+        return f"{default} On this small case your output is what each of these bugs gives: " + (
+            " / ".join(hits)
+        )
+    return default
 
 
 def expect_prefix_unchanged(out1, out2, t: int, *, what: str, case: str, hint: str) -> None:

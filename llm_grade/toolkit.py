@@ -397,7 +397,7 @@ def expect_own_structure(
         _, name, origin, _, args = row
         if origin not in ("oracle", "submission") or name != child:
             where = {"torch": "torch.nn's", "other": "another library's"}.get(origin, "your")
-            shown = f"nn.{name}" if origin == "torch" else name
+            shown = f"{name} (nn.{name})" if origin == "torch" else name
             raise CheckFailure(
                 f"{component}.{path} is {where} {shown}, expected your {child} (API.md).",
                 counterexample=case,

@@ -112,3 +112,6 @@ def test_the_end_to_end_check_costs_nothing_for_a_bug_elsewhere(bug_id, referenc
     result = grade(reference_copy, quiet=True, select=f"{_components_of(bug.module)} or GPT")
     losing = {c.name for c in result.components if c.score < c.max_score}
     assert losing == {bug.component}
+    # and it says why it did not count: it depends on a component that fails its own checks
+    (check,) = [c for comp in result.components for c in comp.checks if c.name == "mixed_precision"]
+    assert check.status == "skipped" and f"depends on {bug.component}" in check.message

@@ -51,6 +51,9 @@ def _rubric(attack, folder: Path) -> Path:
     return path
 
 
+# checks that never judge the value the attacked code returns
+ELSEWHERE = ("rejects_", "starts_as_identity", "device_argument")
+
 UNCLEAN = ("\x1b", "\r", "\u202e", "\x07", "\x9b")
 
 
@@ -111,7 +114,13 @@ def test_attack_is_contained(attack, reference_copy, tmp_path):
     by_name = {c.name: c for c in result.components}
     target = by_name[attack.target]
     if attack.earns_nothing:
-        assert target.score == 0, f"{attack.id}: the attack earned {target.score} points"
+        # what the attacked call returns earns nothing; checks of what the rest of the
+        # component does (its constructor's ValueErrors and initial weights, the device it
+        # builds on) may still pass: that code is the reference's and honest
+        earned = [(c.name, c.points) for c in target.checks if c.points > 0]
+        assert all(name.startswith(ELSEWHERE) for name, _ in earned), (
+            f"{attack.id}: the attack earned points: {earned}"
+        )
         if attack.message:
             shown = " ".join(c.message for c in target.checks)
             assert attack.message.lower() in shown.lower(), shown
