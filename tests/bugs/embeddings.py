@@ -193,4 +193,22 @@ BUGS = [
         "sinusoidal_positional_encoding",
         "use `base`",
     ),
+    Bug(
+        "spe-length-from-the-batch-axis",
+        "embeddings",
+        (
+            "        T = x.size(1)\n        if T > self.max_len:\n"
+            '            raise ValueError(f"sequence length T={T} '
+            'exceeds max_len={self.max_len}")\n'
+            "        return self.dropout(x + self.pe"
+        ),
+        (
+            "        T = x.size(0)\n        if T > self.max_len:\n"
+            '            raise ValueError(f"sequence length T={T} '
+            'exceeds max_len={self.max_len}")\n'
+            "        return self.dropout(x + self.pe"
+        ),
+        "SinusoidalPositionalEncoding",
+        "T = x.size(1)",
+    ),
 ]
