@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm_grade.compare import case_str, expect_close, expect_tensor, fail, fmt_values
-from llm_grade.outcomes import LearnerError, NotImplementedYet
 from llm_grade.strategies import dtypes, randn, scales, seeds
 from llm_grade.toolkit import (
     build_pair,
@@ -19,6 +18,7 @@ from llm_grade.toolkit import (
     expect_gradients,
     expect_own_structure,
     expect_rejects,
+    raises_value_error,
     same_inputs,
     started,
 )
@@ -265,34 +265,11 @@ class TestLayerNorm:
             "eps must be positive (it keeps the division finite): in __init__ raise "
             "ValueError(f'eps must be positive, got {eps}') before creating the parameters."
         )
-        try:  # a valid build first: a stub's NotImplementedError means "not started"
-            sub.call(sub.build("LayerNorm", d_model=d_model), torch.zeros(1, d_model))
-        except NotImplementedYet:
-            raise
-        except LearnerError:
-            pass  # a crash on valid input costs the other checks, not this one
-        try:
-            sub.build("LayerNorm", d_model=d_model, eps=bad_eps)
-            sub.flush()
-        except NotImplementedYet:
-            raise
-        except LearnerError as exc:
-            if exc.exc_type != "ValueError":
-                fail(
-                    f"LayerNorm(eps={bad_eps}) raised {exc.exc_type}: {exc.exc_message}; "
-                    "expected ValueError.",
-                    case=case,
-                    hint=hint,
-                )
-            if "eps" not in exc.exc_message:
-                fail(
-                    f"The ValueError's message doesn't name the argument: {exc.exc_message!r}",
-                    case=case,
-                    hint=hint,
-                )
-            return
-        fail(
-            f"LayerNorm(d_model={d_model}, eps={bad_eps}) did not raise ValueError.",
+        started(lambda: sub.call(sub.build("LayerNorm", d_model=d_model), torch.zeros(1, d_model)))
+        raises_value_error(
+            lambda: (sub.build("LayerNorm", d_model=d_model, eps=bad_eps), sub.flush()),
+            names=("eps",),
+            what=f"LayerNorm(d_model={d_model}, eps={bad_eps})",
             case=case,
             hint=hint,
         )
