@@ -27,6 +27,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from . import MKL_CBWR
 from .worker import write_frame
 
 
@@ -285,6 +286,7 @@ class WorkerTransport:
             "LANG": "C.UTF-8",
             "OMP_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1",
+            "MKL_CBWR": MKL_CBWR,  # results must not depend on memory alignment
             "PYTHONHASHSEED": "0",
         }
         cmd = cmd + [

@@ -3,7 +3,9 @@ bubblewrap that says so, and hidden checks that learners never see the details o
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -126,3 +128,52 @@ def test_each_group_of_checks_gets_a_fresh_worker_whether_serial_or_parallel(tmp
 
     assert checks(serial) == checks(parallel)
     assert serial.score == parallel.score < serial.max_score
+
+
+ALIGNMENT_PROBE = '''
+def alignment_dependent(torch):
+    """How many of 200 random float32 matmuls round differently when one input lies at
+    another address (Intel MKL does so unless conditional reproducibility is on)."""
+    g = torch.Generator().manual_seed(0)
+    count = 0
+    for _ in range(200):
+        m, k, n = (int(v) for v in torch.randint(1, 70, (3,), generator=g))
+        a, b = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g)
+        base = a @ b
+        for offset in range(1, 16):
+            moved = torch.empty(m * k + offset)[offset:].view(m, k)
+            moved.copy_(a)
+            if not torch.equal(moved @ b, base):
+                count += 1
+                break
+    return count
+'''
+
+
+@pytest.mark.skipif("mkl" not in torch.__config__.show().lower(), reason="torch without MKL")
+def test_float_results_do_not_depend_on_memory_alignment_on_either_side(reference_copy, tmp_path):
+    # the trusted side: a fresh interpreter that imports llm_grade, as every front-end does
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import llm_grade, torch\ntorch.set_num_threads(1)\n"
+        + ALIGNMENT_PROBE
+        + "\nprint(alignment_dependent(torch))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
+    out = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "0"
+    # the worker: a learner's softmax that returns the count
+    path = reference_copy / "attention.py"
+    path.write_text(
+        path.read_text()
+        + ALIGNMENT_PROBE
+        + "\n\ndef softmax(x, dim=-1):\n"
+        + "    return torch.tensor(float(alignment_dependent(torch)))\n"
+    )
+    sub = open_submission(reference_copy, isolation="process")
+    try:
+        assert float(sub.call("softmax", torch.zeros(2))) == 0.0
+    finally:
+        sub.close()
