@@ -46,9 +46,9 @@ PYTEST += ["-p", "no:cacheprovider"]
 TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 WORKER_START = """
 import json, time
-from llm_grade.isolation import Limits, WorkerTransport, bubblewrap
+from llm_grade.sandbox.transport import Limits, WorkerTransport, bubblewrap
 from llm_grade.paths import bundled
-from llm_grade.rubric import load_rubric
+from llm_grade.engine.rubric import load_rubric
 rubric = load_rubric(bundled("graders") / "rubric.toml")
 sandbox = bubblewrap()  # probed (and cached) before the clock starts
 worker = WorkerTransport(bundled("reference"), rubric.forbidden,
@@ -64,8 +64,8 @@ print(json.dumps({"start_s": elapsed, "bubblewrap": sandbox is not None}))
 
 RAW_COMPUTE = """
 import json, sys, time
-from llm_grade import executor
-from llm_grade.engine import grade
+from llm_grade.sandbox import executor
+from llm_grade.engine.run import grade
 spent, depth = [0.0], [0]
 def timed(original):
     def run(self, *args, **kwargs):
@@ -209,7 +209,7 @@ def class_batch(size: int) -> dict:
     sys.path.insert(0, str(REPO / "benchmarks"))
     from make_class import make_class, problems
 
-    from llm_grade.exporters import load_results
+    from llm_grade.output.exporters import load_results
 
     times: dict = {"submissions": size}
     with tempfile.TemporaryDirectory(prefix="llm-grade-class-") as tmp:

@@ -108,8 +108,9 @@ class Expected:
 
 
 def problems(result, expected: Expected) -> list[str]:
-    """What is wrong with a graded :class:`~llm_grade.results.GradeResult`, given ``expected``
-    (an empty list: as expected). Components the result was not graded on are ignored."""
+    """What is wrong with a graded :class:`~llm_grade.engine.results.GradeResult`, given
+    ``expected`` (an empty list: as expected). Components the result was not graded on are
+    ignored."""
     found = []
     for c in result.components:
         if c.name in expected.zero:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_grade.pytest_plugin import activate, grading_session
+from llm_grade.engine.plugin import activate, grading_session
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -11,8 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm_grade.compare import case_str, expect_close, expect_tensor, fail, fmt_values
-from llm_grade.strategies import (
+from llm_grade.grading.compare import case_str, expect_close, expect_tensor, fail, fmt_values
+from llm_grade.grading.strategies import (
     causal,
     dtypes,
     masks,
@@ -22,7 +22,7 @@ from llm_grade.strategies import (
     sizes,
     token_batches,
 )
-from llm_grade.toolkit import (
+from llm_grade.grading.toolkit import (
     build_pair,
     expect_gradients,
     expect_on_meta,
@@ -851,7 +851,7 @@ class TestMultiHeadAttention:
         try:
             sub.build("MultiHeadAttention", d_model=d_model, n_heads=n_heads)
         except Exception as exc:  # noqa: BLE001 - any outcome other than ValueError fails
-            from llm_grade.outcomes import LearnerError, NotImplementedYet
+            from llm_grade.grading.outcomes import LearnerError, NotImplementedYet
 
             if isinstance(exc, NotImplementedYet):
                 raise

@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm_grade.compare import (
+from llm_grade.grading.compare import (
     case_str,
     expect_close,
     expect_prefix_unchanged,
@@ -22,7 +22,7 @@ from llm_grade.compare import (
     fail,
     hint_for,
 )
-from llm_grade.strategies import (
+from llm_grade.grading.strategies import (
     Sizes,
     causal,
     dtypes,
@@ -33,7 +33,7 @@ from llm_grade.strategies import (
     seeds,
     sizes,
 )
-from llm_grade.toolkit import (
+from llm_grade.grading.toolkit import (
     build_pair,
     expect_dropout_statistics,
     expect_gradients,

@@ -13,10 +13,17 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from llm_grade.compare import TOLERANCES, case_str, expect_close, expect_tensor, fail, fmt_values
-from llm_grade.outcomes import CheckFailure, LearnerError
-from llm_grade.strategies import dtypes, randn, scales, seeds, token_batches
-from llm_grade.toolkit import (
+from llm_grade.grading.compare import (
+    TOLERANCES,
+    case_str,
+    expect_close,
+    expect_tensor,
+    fail,
+    fmt_values,
+)
+from llm_grade.grading.outcomes import CheckFailure, LearnerError
+from llm_grade.grading.strategies import dtypes, randn, scales, seeds, token_batches
+from llm_grade.grading.toolkit import (
     build_pair,
     expect_gradients,
     expect_on_meta,

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm_grade.compare import fail
-from llm_grade.outcomes import LearnerError, NotImplementedYet
+from llm_grade.grading.compare import fail
+from llm_grade.grading.outcomes import LearnerError, NotImplementedYet
 
 DEVICE_ORDER_HINT = (
     "With prefer=None try the devices from fastest to slowest: cuda "

@@ -13,10 +13,10 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from llm_grade.compare import case_str, expect_close, expect_tensor, fail, fmt_values
-from llm_grade.outcomes import LearnerError, NotImplementedYet
-from llm_grade.strategies import dtypes, randn, scales, seeds, sizes
-from llm_grade.toolkit import (
+from llm_grade.grading.compare import case_str, expect_close, expect_tensor, fail, fmt_values
+from llm_grade.grading.outcomes import LearnerError, NotImplementedYet
+from llm_grade.grading.strategies import dtypes, randn, scales, seeds, sizes
+from llm_grade.grading.toolkit import (
     build_pair,
     expect_dropout_statistics,
     expect_gradients,

@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm_grade.compare import (
+from llm_grade.grading.compare import (
     TOLERANCES,
     case_str,
     dtype_name,
@@ -25,10 +25,8 @@ from llm_grade.compare import (
     fail,
     hint_for,
 )
-from llm_grade.oracles.transformer import Transformer as TrustedTransformer
-from llm_grade.outcomes import LearnerError, NotImplementedYet, WorkerFailure
-from llm_grade.specimens import ScriptedSeq2Seq
-from llm_grade.strategies import (
+from llm_grade.grading.outcomes import LearnerError, NotImplementedYet, WorkerFailure
+from llm_grade.grading.strategies import (
     dtypes,
     masks,
     padding_from_lengths,
@@ -38,7 +36,7 @@ from llm_grade.strategies import (
     sizes,
     token_batches,
 )
-from llm_grade.toolkit import (
+from llm_grade.grading.toolkit import (
     build_pair,
     expect_gradients,
     expect_on_meta,
@@ -49,6 +47,8 @@ from llm_grade.toolkit import (
     reference_of,
     started,
 )
+from llm_grade.oracles.transformer import Transformer as TrustedTransformer
+from llm_grade.sandbox.specimens import ScriptedSeq2Seq
 
 PAD = 0  # the padding id of every token batch below
 

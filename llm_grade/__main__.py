@@ -1,5 +1,5 @@
 """``python -m llm_grade`` is the ``llm-grade`` command."""
 
-from .cli import main
+from llm_grade.cli import main
 
 main()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .paths import bundled
+from llm_grade import __version__
+from llm_grade.paths import bundled
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -161,8 +161,8 @@ def grade(
     Prints feedback for every failing check and the points per component. The exit status
     is 0 whenever grading completed, whatever the score (see --fail-under).
     """
-    from .engine import GradingError
-    from .engine import grade as run_grade
+    from llm_grade.engine.run import GradingError
+    from llm_grade.engine.run import grade as run_grade
 
     if example == (submission is not None):
         raise click.UsageError("give either a SUBMISSION folder or --example")
@@ -217,8 +217,8 @@ def report(results_json: Path, out: Path | None, view: str) -> None:
     The page is a single self-contained file: it opens offline, in any browser, and can be
     mailed or uploaded as it is. RESULTS_JSON may also be the folder that holds results.json.
     """
-    from .exporters import load_results
-    from .report import write_submission
+    from llm_grade.output.exporters import load_results
+    from llm_grade.output.report import write_submission
 
     try:
         result = load_results(results_json)
@@ -304,7 +304,7 @@ def batch(
     options did not change and its results.json still matches the HMAC that batch wrote
     (key: OUT/.llm-grade-key); anything else is graded again.
     """
-    from .batch import (
+    from llm_grade.classroom.batch import (
         BatchError,
         check_sandbox,
         find_submissions,

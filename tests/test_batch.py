@@ -22,12 +22,18 @@ from click.testing import CliRunner
 from lg_paths import REFERENCE, REPO, STUBS
 
 from benchmarks.make_class import fast_rubric
-from llm_grade import batch, staging
+from llm_grade.classroom import batch, staging
+from llm_grade.classroom.staging import (
+    StagingError,
+    Submission,
+    content_hash,
+    find_submissions,
+    stage,
+)
 from llm_grade.cli import main
-from llm_grade.exporters import load_results
-from llm_grade.isolation import bubblewrap
-from llm_grade.rubric import RubricError, load_rubric
-from llm_grade.staging import StagingError, Submission, content_hash, find_submissions, stage
+from llm_grade.engine.rubric import RubricError, load_rubric
+from llm_grade.output.exporters import load_results
+from llm_grade.sandbox.transport import bubblewrap
 
 BWRAP = bubblewrap()
 # tests that grade nothing, or grade with --isolation none, run where bubblewrap does not

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from llm_grade.report import write_class, write_submission
-from llm_grade.results import GradeResult
+from llm_grade.engine.results import GradeResult
+from llm_grade.output.report import write_class, write_submission
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report_results.json"
 NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

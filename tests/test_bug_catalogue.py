@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from llm_grade.components import COMPONENTS
-from llm_grade.engine import grade
+from llm_grade.engine.run import grade
 
 BUGS_DIR = Path(__file__).resolve().parent / "bugs"
 

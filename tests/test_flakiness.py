@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from lg_paths import REFERENCE, REPO
 
-from llm_grade.engine import grade
+from llm_grade.engine.run import grade
 
 SEEDS = range(20)
 VARIANT2 = REPO / "tests" / "fixtures" / "variant2"

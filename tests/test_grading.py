@@ -11,9 +11,9 @@ import pytest
 from lg_paths import GRADERS, REFERENCE, STUBS
 
 from llm_grade.components import COMPONENTS
-from llm_grade.engine import grade
-from llm_grade.results import STATUSES
-from llm_grade.rubric import load_rubric
+from llm_grade.engine.results import STATUSES
+from llm_grade.engine.rubric import load_rubric
+from llm_grade.engine.run import grade
 
 
 @pytest.fixture(scope="module")

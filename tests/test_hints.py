@@ -1,19 +1,20 @@
-"""Hints chosen from the evidence: what a mismatch looks like (llm_grade.diagnose), where the
-sizes in a crash come from (llm_grade.feedback), and what one failure says about another once
-the run is over (llm_grade.explain)."""
+"""Hints chosen from the evidence: what a mismatch looks like (llm_grade.grading.diagnose),
+where the sizes in a crash come from (llm_grade.engine.feedback), and what one failure says
+about another once
+the run is over (llm_grade.engine.explain)."""
 
 from __future__ import annotations
 
 import torch
 
-from llm_grade.compare import KnownCause, expect_close, hint_for
-from llm_grade.diagnose import find_pattern
-from llm_grade.explain import settle
-from llm_grade.feedback import crash_hint, size_names
-from llm_grade.outcomes import CheckFailure, StateDictReport
-from llm_grade.results import CheckResult, ComponentResult
-from llm_grade.toolkit import state_dict_message
-from llm_grade.wire import decode, encode
+from llm_grade.engine.explain import settle
+from llm_grade.engine.feedback import crash_hint, size_names
+from llm_grade.engine.results import CheckResult, ComponentResult
+from llm_grade.grading.compare import KnownCause, expect_close, hint_for
+from llm_grade.grading.diagnose import find_pattern
+from llm_grade.grading.outcomes import CheckFailure, StateDictReport
+from llm_grade.grading.toolkit import state_dict_message
+from llm_grade.sandbox.wire import decode, encode
 
 E = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 

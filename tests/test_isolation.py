@@ -12,10 +12,10 @@ import pytest
 import torch
 from lg_paths import GRADERS, REFERENCE, REPO, STUBS
 
-from llm_grade.engine import grade
-from llm_grade.feedback import format_report
-from llm_grade.outcomes import WorkerFailure
-from llm_grade.submission import open_submission
+from llm_grade.engine.feedback import format_report
+from llm_grade.engine.run import grade
+from llm_grade.grading.outcomes import WorkerFailure
+from llm_grade.sandbox.handle import open_submission
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the worker sandbox is Linux-only")
 

@@ -23,7 +23,8 @@ from click.testing import CliRunner
 from junitparser import Error, Failure, JUnitXml, Skipped
 
 from llm_grade.cli import main
-from llm_grade.exporters import (
+from llm_grade.engine.results import GradeResult
+from llm_grade.output.exporters import (
     gradescope_results,
     junit_xml,
     load_class,
@@ -32,8 +33,7 @@ from llm_grade.exporters import (
     write_gradescope,
     write_junit,
 )
-from llm_grade.report import common_failures, render_class, render_submission, write_class
-from llm_grade.results import GradeResult
+from llm_grade.output.report import common_failures, render_class, render_submission, write_class
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report_results.json"
 SCRIPT = "<script>alert(1)</script>"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from lg_paths import REFERENCE, REPO
 
-from llm_grade.engine import grade
-from llm_grade.rubric import ADDED, RENAMED, load_rubric
+from llm_grade.engine.rubric import ADDED, RENAMED, load_rubric
+from llm_grade.engine.run import grade
 
 OLD = REPO / "tests" / "fixtures" / "rubric_round_one.toml"
 

@@ -13,20 +13,20 @@ import torch
 import torch.nn.functional as F
 from lg_paths import REFERENCE, STUBS
 
+from llm_grade.classroom.staging import stage_folder
 from llm_grade.components import COMPONENTS, parts_of
-from llm_grade.executor import Executor
-from llm_grade.forbidden import (
+from llm_grade.engine.plugin import _absolute_args
+from llm_grade.oracles import source_of
+from llm_grade.output.text import clean_text
+from llm_grade.sandbox.executor import Executor
+from llm_grade.sandbox.forbidden import (
     DEFAULT_FORBIDDEN,
     FAMILY_OPS,
     TWINS,
     expand,
     scan_sources,
 )
-from llm_grade.oracles import source_of
-from llm_grade.pytest_plugin import _absolute_args
-from llm_grade.staging import stage_folder
-from llm_grade.submission import Submission
-from llm_grade.text import clean_text
+from llm_grade.sandbox.handle import Submission
 
 ORDER = list(COMPONENTS)
 
@@ -193,7 +193,7 @@ def test_learner_text_loses_escapes_and_control_characters(raw, shown):
 
 
 def test_a_check_result_is_clean_whatever_it_was_built_from():
-    from llm_grade.results import CheckResult
+    from llm_grade.engine.results import CheckResult
 
     result = CheckResult(
         "x", "softmax", "t", "error", 0, 1, message="\x1b[31mred\x1b[0m", traceback="a\u202eb"
@@ -209,7 +209,7 @@ def test_stubs_and_reference_stage_whole(tmp_path):
 
 
 def test_the_worker_masks_every_installed_copy_of_trusted_code():
-    from llm_grade.isolation import trusted_paths
+    from llm_grade.sandbox.transport import trusted_paths
 
     paths = {p.as_posix() for p in trusted_paths()}
     package = Path(__import__("llm_grade").__file__).resolve().parent
@@ -219,7 +219,7 @@ def test_the_worker_masks_every_installed_copy_of_trusted_code():
 
 
 def test_a_student_name_with_control_characters_is_cleaned_and_says_so(tmp_path):
-    from llm_grade.staging import find_submissions
+    from llm_grade.classroom.staging import find_submissions
 
     for name in ("alice", "bob\x1b[2J\u202e"):
         (tmp_path / name).mkdir()

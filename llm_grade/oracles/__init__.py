@@ -52,7 +52,7 @@ def source_of(component: str) -> str:
     import ast
     from pathlib import Path
 
-    from ..components import COMPONENTS, module_of
+    from llm_grade.components import COMPONENTS, module_of
 
     here = Path(__file__).resolve().parent
     init = (here / "__init__.py").read_text(encoding="utf-8")

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .components import module_of
-from .outcomes import CheckFailure, StateDictReport
-from .wire import Opaque
+from llm_grade.components import module_of
+from llm_grade.grading.outcomes import CheckFailure, StateDictReport
+from llm_grade.sandbox.wire import Opaque
 
 
 def reference_of(ref_pkg, component: str):
@@ -53,7 +53,7 @@ def state_dict_message(component: str, report: StateDictReport, call: str = "") 
     """``expected attribute `q_proj` in MultiHeadAttention, found `query`, ...``; for a shape
     that differs, which constructor arguments the expected sizes are (from ``call``, the
     build's description)."""
-    from .feedback import size_names
+    from llm_grade.engine.feedback import size_names
 
     names = size_names(call) if call else {}
 
@@ -108,7 +108,7 @@ def _reference_module(ref_pkg, component: str, dtype: torch.dtype, kwargs: dict)
     if free:
         module = free.pop()
     else:
-        from .executor import no_torch_init
+        from llm_grade.sandbox.executor import no_torch_init
 
         with no_torch_init():  # every parameter is randomized next
             module = reference_of(ref_pkg, component)(**kwargs).to(dtype)
@@ -192,7 +192,7 @@ def expect_gradients(sub, pair: Pair, *args: Any, case: str, method: str | None 
     (Some parameters get none by construction, e.g. the key bias in attention: a constant
     added to every score cancels in the softmax; the reference tells which.)
     """
-    from .outcomes import LearnerError
+    from llm_grade.grading.outcomes import LearnerError
 
     try:
         grads = sub.gradients(pair.student, *args, method=method)
@@ -554,7 +554,7 @@ def expect_on_meta(
     ``target`` must compute an output there: a tensor made on the CPU inside it, or a table
     kept as a plain attribute, meets a meta tensor and fails, on any machine. (The meta
     device has shapes and dtypes but no data.)"""
-    from .outcomes import LearnerError, NotImplementedYet
+    from llm_grade.grading.outcomes import LearnerError, NotImplementedYet
 
     sub.call(target, *args, method=method)  # on the CPU first: a stub is "not implemented"
     if isinstance(target, dict):
@@ -599,7 +599,7 @@ def expect_on_meta(
 
 def raises_value_error(action, *, names: tuple[str, ...], what: str, case: str, hint: str):
     """``action()`` (a call through the handle) must raise ValueError naming one of ``names``."""
-    from .outcomes import LearnerError, NotImplementedYet
+    from llm_grade.grading.outcomes import LearnerError, NotImplementedYet
 
     try:
         action()
@@ -625,7 +625,7 @@ def raises_value_error(action, *, names: tuple[str, ...], what: str, case: str, 
 
 def started(action) -> None:
     """Run a valid call first: a stub's NotImplementedError means "not started", not a fail."""
-    from .outcomes import LearnerError, NotImplementedYet
+    from llm_grade.grading.outcomes import LearnerError, NotImplementedYet
 
     try:
         action()
@@ -647,7 +647,7 @@ def expect_rejects(
 ) -> None:
     """``component(**valid)`` builds and runs on ``probe`` (a stub is "not implemented yet");
     ``component(**{**valid, **bad})`` raises ValueError naming the argument of ``bad``."""
-    from .compare import case_str
+    from llm_grade.grading.compare import case_str
 
     started(lambda: sub.call(sub.build(component, **valid), *probe))
     kwargs = {**valid, **bad}

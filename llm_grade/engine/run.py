@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import bundled
-from .results import GradeResult
+from llm_grade.engine.results import GradeResult
+from llm_grade.paths import bundled
 
 
 class GradingError(RuntimeError):
@@ -24,7 +24,7 @@ class _Catcher:
     result: GradeResult | None = None
 
     def pytest_sessionfinish(self, session) -> None:
-        from .pytest_plugin import _SESSION_KEY
+        from llm_grade.engine.plugin import _SESSION_KEY
 
         grading = session.config.stash.get(_SESSION_KEY, None)
         if grading is not None:
@@ -66,7 +66,7 @@ def pytest_args(
         "no:unraisableexception",  # its gc.collect() at exit costs 0.2-0.3 s a grading
         "-q",
         "--no-header",
-        "--assert=plain",  # graders report through llm_grade.compare, not assert rewriting
+        "--assert=plain",  # graders report through llm_grade.grading.compare, not assert rewriting
     ]
     if quiet:
         args += ["-qq", "--disable-warnings", "--tb=no", "-p", "no:terminalreporter"]

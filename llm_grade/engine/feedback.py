@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from .components import module_of
-from .results import CheckResult, ComponentResult, GradeResult
+from llm_grade.components import module_of
+from llm_grade.engine.results import CheckResult, ComponentResult, GradeResult
 
 WIDTH = 78
 

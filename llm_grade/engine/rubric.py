@@ -16,9 +16,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from .components import COMPONENTS
-from .forbidden import DEFAULT_FORBIDDEN
-from .policy import Policy
+from llm_grade.components import COMPONENTS
+from llm_grade.policy.checker import Policy
+from llm_grade.sandbox.forbidden import DEFAULT_FORBIDDEN
 
 
 class RubricError(ValueError):
@@ -107,7 +107,7 @@ class Rubric:
     limits: dict[str, float] = field(default_factory=dict)
     # device ("cuda", "mps") -> dtype name -> {"atol", "rtol"}: replaces ``tolerance`` there
     device_tolerance: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
-    # what Python a submission may use (the [policy] table; see llm_grade/policy.py)
+    # what Python a submission may use (the [policy] table; see llm_grade/policy/checker.py)
     policy: Policy = field(default_factory=Policy)
     # how an older rubric was read (renamed checks, checks it predates): for the results
     notes: list[str] = field(default_factory=list)

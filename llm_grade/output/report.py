@@ -22,9 +22,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .feedback import component_label, points
-from .paths import bundled
-from .results import CheckResult, ComponentResult, GradeResult
+from llm_grade.engine.feedback import component_label, points
+from llm_grade.engine.results import CheckResult, ComponentResult, GradeResult
+from llm_grade.paths import bundled
 
 VIEWS = ("learner", "instructor")
 TEXT_LIMIT = 4000  # characters of one learner-controlled field shown on the page

@@ -1,6 +1,6 @@
 """Checks that turn learner outputs into pass/fail with a message a learner can act on.
 
-Every helper raises :class:`~llm_grade.outcomes.CheckFailure` with the property in plain
+Every helper raises :class:`~llm_grade.grading.outcomes.CheckFailure` with the property in plain
 words, the smallest case (shapes first, a few values), expected vs got, and the hint the
 grader supplies. Nothing here trusts the value it inspects: types are checked first.
 """
@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from .outcomes import CheckFailure
-from .rubric import DEFAULT_TOLERANCES
-from .wire import Opaque
+from llm_grade.engine.rubric import DEFAULT_TOLERANCES
+from llm_grade.grading.outcomes import CheckFailure
+from llm_grade.sandbox.wire import Opaque
 
 # tolerances by dtype; the rubric can override them (see Rubric.tol)
 # dtype name -> {"atol", "rtol"}; the grading run sets it from the rubric's [tolerance]
@@ -130,7 +130,7 @@ def expect_close(
     """``got`` must be a tensor like ``expected`` (type, shape, dtype, finite) and close to it.
 
     On a mismatch the message says what the difference looks like (a constant factor, a
-    transpose, a shift, ... see :mod:`llm_grade.diagnose`), and the hint follows from it:
+    transpose, a shift, ... see :mod:`llm_grade.grading.diagnose`), and the hint follows from it:
     ``explain[kind]`` when the grader knows what that pattern means for this component, else
     the pattern's usual meaning before the grader's own hint. A hint from
     :func:`hint_for` (a known wrong answer reproduced) is kept as it is."""
@@ -178,7 +178,7 @@ def expect_close(
         f"(max abs error {fmt_num(diff.max().item())}, rel {fmt_num(rel)}, at {fmt_index(worst)})."
     )
     if expected.is_floating_point():
-        from .diagnose import ADVICE, find_pattern
+        from llm_grade.grading.diagnose import ADVICE, find_pattern
 
         pattern = find_pattern(got, expected)
         if pattern is not None:

@@ -2,7 +2,7 @@
 
 Graders raise :class:`CheckFailure` when a property does not hold; the submission handle
 raises the others when learner code misbehaves. The pytest plugin turns each into a
-:class:`~llm_grade.results.CheckResult` with a status, a message and a hint.
+:class:`~llm_grade.engine.results.CheckResult` with a status, a message and a hint.
 """
 
 from __future__ import annotations

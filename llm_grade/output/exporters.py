@@ -3,7 +3,7 @@
 Every exporter takes :class:`GradeResult` objects, built by grading or read back from
 ``results.json`` (:func:`load_results`), and never re-runs anything. The native format is
 ``results.json`` itself (:meth:`GradeResult.write_json`); the HTML report is
-:mod:`llm_grade.report`.
+:mod:`llm_grade.output.report`.
 
 Hidden checks: the Gradescope and JUnit exports are learner-facing by default, so a hidden
 check appears with its name and points only, never its message, hint or counterexample.
@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .feedback import format_check, format_summary, points
-from .report import clean
-from .results import CheckResult, GradeResult
+from llm_grade.engine.feedback import format_check, format_summary, points
+from llm_grade.engine.results import CheckResult, GradeResult
+from llm_grade.output.report import clean
 
 GRADESCOPE_VISIBILITY = ("hidden", "after_due_date", "after_published", "visible")
 HIDDEN_LINE = "Hidden check: its details are shown to instructors only."

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .components import COMPONENTS, MODULES
+from llm_grade.components import COMPONENTS, MODULES
 
 CURRICULUM: frozenset[str] = frozenset(MODULES)
 DEFAULT_MODULES: frozenset[str] = CURRICULUM | frozenset(

@@ -1,8 +1,9 @@
 """The submission handle: the one narrow interface through which graders touch learner code.
 
 A grader asks the handle to build a component, load a state_dict, switch train/eval or dtype,
-and call a function or method on tensors. It gets back plain data (see :mod:`llm_grade.wire`)
-or one of the outcome exceptions of :mod:`llm_grade.outcomes` (not implemented, learner
+and call a function or method on tensors. It gets back plain data (see
+:mod:`llm_grade.sandbox.wire`) or one of the outcome exceptions of
+:mod:`llm_grade.grading.outcomes` (not implemented, learner
 exception, forbidden call, missing name). How requests reach the learner's code is the
 transport's business: in-process (``isolation="none"``) or a sandboxed worker process.
 """
@@ -18,8 +19,7 @@ from typing import Any
 
 import torch
 
-from .executor import GRADER_IDS
-from .outcomes import (
+from llm_grade.grading.outcomes import (
     CheckFailure,
     ForbiddenCall,
     GradingOutcome,
@@ -29,7 +29,8 @@ from .outcomes import (
     StateDictReport,
     WorkerFailure,
 )
-from .wire import Opaque, sanitize
+from llm_grade.sandbox.executor import GRADER_IDS
+from llm_grade.sandbox.wire import Opaque, sanitize
 
 Transport = Callable[[dict], dict]
 
@@ -221,7 +222,7 @@ class Submission:
                 error.get("traceback", ""),
             )
         if kind == "state_dict":
-            from .toolkit import STATE_DICT_HINT, state_dict_message
+            from llm_grade.grading.toolkit import STATE_DICT_HINT, state_dict_message
 
             report = _report(error)
             return CheckFailure(
@@ -452,7 +453,7 @@ class Submission:
         self._defer("device", "", "device", name=device)
 
     def specimen(self, name: str, **kwargs: Any) -> dict:
-        """Build one of :mod:`llm_grade.specimens` next to the learner's code."""
+        """Build one of :mod:`llm_grade.sandbox.specimens` next to the learner's code."""
         ref = self._request("specimen", name, f"specimen {name}", name=name, kwargs=kwargs)
         self._made.append(ref["ref"])
         return ref
@@ -475,7 +476,7 @@ class Submission:
 
 @functools.cache
 def _oracle_source(name: str) -> str:
-    from .oracles import source_of
+    from llm_grade.oracles import source_of
 
     return source_of(name)
 
@@ -494,18 +495,18 @@ def open_submission(
     """Open a submission folder behind the transport that ``isolation`` names.
 
     ``"none"``: learner code runs in this process (fast, for local iteration, untrusted).
-    ``"process"``: it runs in a sandboxed worker process (see :mod:`llm_grade.isolation`);
-    ``limits`` override :class:`~llm_grade.isolation.Limits`, ``masks`` are folders the
-    worker must not see; ``transport`` is a :class:`~llm_grade.isolation.WorkerTransport`
-    started earlier (see :func:`~llm_grade.isolation.start_worker`); ``gpu`` lets the worker
+    ``"process"``: it runs in a sandboxed worker process (see :mod:`llm_grade.sandbox.transport`);
+    ``limits`` override :class:`~llm_grade.sandbox.transport.Limits`, ``masks`` are folders the
+    worker must not see; ``transport`` is a :class:`~llm_grade.sandbox.transport.WorkerTransport`
+    started earlier (see :func:`~llm_grade.sandbox.transport.start_worker`); ``gpu`` lets the worker
     reach the machine's GPUs.
     """
     root = Path(root).resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"submission folder {root} does not exist")
     if isolation == "none":
-        from .components import MODULES
-        from .executor import Executor
+        from llm_grade.components import MODULES
+        from llm_grade.sandbox.executor import Executor
 
         executors: list[Executor] = []
 
@@ -533,7 +534,7 @@ def open_submission(
         return submission
     if isolation == "process":
         if transport is None:
-            from .isolation import start_worker
+            from llm_grade.sandbox.transport import start_worker
 
             transport = start_worker(
                 root, forbidden=forbidden, limits=limits, masks=masks, sandbox=sandbox, gpu=gpu

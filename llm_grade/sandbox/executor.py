@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .components import module_of
-from .forbidden import RuntimeGuard, Violation
+from llm_grade.components import module_of
+from llm_grade.sandbox.forbidden import RuntimeGuard, Violation
 
 CALL_SEED = 1234  # every call starts from the same RNG state: dropout masks are reproducible
 GRADER_IDS = 1 << 40  # object ids from here on are chosen by the grader (deferred builds)
@@ -485,7 +485,7 @@ class Executor:
         setattr(owner, leaf, self._obj(oracle))
 
     def op_specimen(self, name: str, kwargs: dict) -> Ref:
-        from . import specimens
+        from llm_grade.sandbox import specimens
 
         return self._store(getattr(specimens, name)(**kwargs), name)
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .text import clean_text, clean_tree
+from llm_grade.output.text import clean_text, clean_tree
 
 STATUSES = ("passed", "failed", "error", "not_implemented", "forbidden", "skipped")
 SCHEMA_VERSION = 1
@@ -98,7 +98,7 @@ class GradeResult:
     isolation: dict[str, Any] = field(default_factory=dict)
     rubric: str = ""
     # pictures of what the learner's code computes on a fixed input (attention weights,
-    # positional encodings, LayerNorm statistics), as plain JSON lists; see llm_grade/report.py
+    # positional encodings, LayerNorm statistics), as plain JSON lists; see llm_grade/output/report.py
     artifacts: dict = field(default_factory=dict)
     # module file name -> SHA-256 of the bytes that were graded
     sources: dict[str, str] = field(default_factory=dict)

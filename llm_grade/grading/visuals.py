@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .toolkit import reference_of
+from llm_grade.grading.toolkit import reference_of
 
 T_ATTENTION = 6
 PE_SHAPE = (24, 16)
@@ -23,7 +23,7 @@ def _plain(t: torch.Tensor) -> list:
 
 def _learner(fn) -> tuple[Any, str | None]:
     """Run ``fn``; (value, None) or (None, a one-line reason)."""
-    from .outcomes import GradingOutcome, NotImplementedYet, WorkerFailure
+    from llm_grade.grading.outcomes import GradingOutcome, NotImplementedYet, WorkerFailure
 
     try:
         return fn(), None

@@ -14,8 +14,8 @@ another while it runs. After the run, in the grading process:
 
 from __future__ import annotations
 
-from .components import parts_of
-from .results import CheckResult, ComponentResult
+from llm_grade.components import parts_of
+from llm_grade.engine.results import CheckResult, ComponentResult
 
 # (component, check) -> the components whose own checks must all pass for it to count
 END_TO_END: dict[tuple[str, str], tuple[str, ...]] = {

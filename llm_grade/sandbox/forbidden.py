@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .components import COMPONENTS
+from llm_grade.components import COMPONENTS
 
 # API.md, "What a component may not call" (the default rubric repeats it, instructors edit it)
 DEFAULT_FORBIDDEN: dict[str, list[str]] = {

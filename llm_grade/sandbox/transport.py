@@ -1,6 +1,6 @@
 """The trusted side of ``--isolation process``: start a sandboxed worker, talk to it, bound it.
 
-Learner code runs only in the worker (:mod:`llm_grade.worker`). On Linux with bubblewrap the
+Learner code runs only in the worker (:mod:`llm_grade.sandbox.worker`). On Linux with bubblewrap the
 worker gets a read-only view of the machine, a private ``/tmp``, its own PID, network, IPC and
 UTS namespaces, and the reference, the graders and the output folder masked by empty tmpfs
 mounts; it dies with the grader. Without bubblewrap it runs with resource limits in its own
@@ -27,8 +27,10 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from . import MKL_CBWR
-from .worker import write_frame
+from llm_grade import MKL_CBWR
+from llm_grade.sandbox.worker import write_frame
+
+_PACKAGE = Path(__file__).resolve().parent.parent  # the llm_grade package
 
 
 @dataclass
@@ -90,7 +92,7 @@ def _runtime_paths_under(top: str) -> list[str]:
         sys.exec_prefix,
         sys.base_prefix,
         os.path.dirname(os.path.realpath(sys.executable)),
-        str(Path(__file__).resolve().parent.parent),
+        str(_PACKAGE.parent),
     }
     candidates.update(p for p in sys.path if p)
     found = sorted(os.path.realpath(p) for p in candidates if os.path.isdir(p))
@@ -109,7 +111,7 @@ def trusted_paths() -> list[Path]:
     runs (a source checkout) the reference, the graders, the example, the tests and the
     benchmarks."""
     secret = ("reference", "graders", "examples")
-    packages = {Path(__file__).resolve().parent}
+    packages = {_PACKAGE}
     for entry in sys.path:
         candidate = Path(entry or ".") / "llm_grade"
         if candidate.is_dir():
@@ -118,7 +120,7 @@ def trusted_paths() -> list[Path]:
     for package in packages:
         found.add(package / "oracles")
         found.update(package / "_bundled" / name for name in secret)
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = _PACKAGE.parent
     if (checkout / "pyproject.toml").is_file():  # a source checkout, not site-packages
         found.update(checkout / name for name in (*secret, "tests", "benchmarks"))
     return sorted(p for p in found if p.is_dir())
@@ -167,7 +169,7 @@ class WorkerDied(Exception):
 
 
 class WorkerTransport:
-    """A transport for :class:`~llm_grade.submission.Submission` backed by a worker process."""
+    """A transport for :class:`~llm_grade.sandbox.handle.Submission` backed by a worker process."""
 
     def __init__(
         self,
@@ -224,7 +226,7 @@ class WorkerTransport:
     # -------------------------------------------------------------- lifecycle
 
     def _command(self) -> tuple[list[str], str]:
-        python = [sys.executable, "-I", "-B", "-m", "llm_grade.worker"]
+        python = [sys.executable, "-I", "-B", "-m", "llm_grade.sandbox.worker"]
         if self.bwrap is None:
             self._workdir = tempfile.mkdtemp(prefix="llm-grade-worker-")
             return python + ["--submission", str(self.root)], self._workdir
@@ -334,7 +336,7 @@ class WorkerTransport:
 
     def _preload(self) -> None:
         """Import every module once, so one that kills the worker at import is found early."""
-        from .components import MODULES
+        from llm_grade.components import MODULES
 
         for module in MODULES:
             if module in self.broken_modules:
@@ -446,7 +448,7 @@ class WorkerTransport:
             self._check_tree(doing)
         frame = self._read_frame(deadline, doing)
         try:
-            from . import wire  # imports torch: not before the worker is spawned
+            from llm_grade.sandbox import wire  # imports torch: not before the worker is spawned
 
             return wire.decode(frame, max_bytes=self.limits.reply_mb * 2**20)
         except ValueError as exc:  # wire.WireError
@@ -532,7 +534,7 @@ class WorkerTransport:
         return self._answer(doing, time.monotonic() + timeout)
 
     def _send(self, request: dict, doing: str) -> None:
-        from . import wire  # imports torch: not before the worker is spawned
+        from llm_grade.sandbox import wire  # imports torch: not before the worker is spawned
 
         self._seq += 1
         try:
@@ -596,7 +598,7 @@ class WorkerTransport:
 
     def __call__(self, request: dict) -> dict:
         """Send ``request`` and wait for the reply (an error record if the worker failed)."""
-        from .components import COMPONENTS
+        from llm_grade.components import COMPONENTS
 
         if self._handshake_pending:
             self._handshake()

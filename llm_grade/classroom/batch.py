@@ -1,8 +1,9 @@
 """Grade a whole class: every submission under a directory, N at a time.
 
 A submission is a sub-folder, a ``.zip`` archive or a Jupyter notebook (``.ipynb``); the
-latter two are first unpacked into ``OUT/.staged/<student>/`` (see :mod:`llm_grade.staging`
-for the conventions and the safety checks). Each submission is graded by its own
+latter two are first unpacked into ``OUT/.staged/<student>/`` (see
+:mod:`llm_grade.classroom.staging` for the conventions and the safety checks). Each
+submission is graded by its own
 ``llm-grade grade`` process (with its own sandboxed worker), so one submission can never
 disturb another's grading, and N processes use N cores.
 
@@ -40,9 +41,15 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from .isolation import bubblewrap
-from .results import GradeResult
-from .staging import StagingError, Submission, content_hash, find_submissions, stage
+from llm_grade.classroom.staging import (
+    StagingError,
+    Submission,
+    content_hash,
+    find_submissions,
+    stage,
+)
+from llm_grade.engine.results import GradeResult
+from llm_grade.sandbox.transport import bubblewrap
 
 __all__ = [
     "BatchError",
@@ -128,7 +135,7 @@ def _check_hidden_folders(folders: list[Path]) -> None:
         Path(sys.exec_prefix),
         Path(sys.base_prefix),
         Path(os.path.realpath(sys.executable)).parent,
-        Path(__file__).parent,
+        Path(__file__).parent.parent,  # the llm_grade package
     }
     for folder in folders:
         inside = sorted(str(p) for p in runtime if p.resolve().is_relative_to(folder))
@@ -333,8 +340,8 @@ def write_class_exports(outcomes: list[Outcome], out: Path) -> dict[str, Path]:
     JUnit files (in ``OUT/students/<student>/``), all from the verified results. Submissions
     that could not be graded get a row with their error in grades.csv and are listed on the
     index, as are notes (name clashes, no sandbox)."""
-    from .exporters import write_grades_csv, write_gradescope, write_junit
-    from .report import write_class
+    from llm_grade.output.exporters import write_grades_csv, write_gradescope, write_junit
+    from llm_grade.output.report import write_class
 
     results = {o.name: o.result for o in outcomes if o.result is not None}
     errors = {o.name: o.error for o in outcomes if o.result is None}

@@ -36,8 +36,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .components import MODULES
-from .text import clean_text
+from llm_grade.components import MODULES
+from llm_grade.output.text import clean_text
 
 MAX_MEMBERS = 2000
 MAX_UNCOMPRESSED = 50 * 2**20  # bytes, all members together

@@ -1,10 +1,10 @@
 """The worker process: the only place where learner code runs under ``--isolation process``.
 
-Started by :mod:`llm_grade.isolation` (inside bubblewrap where available), it imports the
+Started by :mod:`llm_grade.sandbox.transport` (inside bubblewrap where available), it imports the
 engine modules it needs, closes the doors to the trusted code (an import hook refuses
 ``reference``, ``graders``, the tests and the rest of ``llm_grade``; the sandbox masks their
 files), then answers framed requests on one pipe with framed replies on another. Everything it sends
-is encoded by :func:`llm_grade.wire.encode`: plain data only.
+is encoded by :func:`llm_grade.sandbox.wire.encode`: plain data only.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     # import every engine module the worker needs *before* closing the doors; the import path
     # stays whole (torch imports sympy, numpy... lazily), only trusted code is refused, and
     # under bubblewrap its files are masked wherever they are installed
-    from . import executor, specimens, wire  # noqa: F401
+    from llm_grade.sandbox import executor, specimens, wire  # noqa: F401
 
     sys.meta_path.insert(0, _BlockTrustedImports())
 

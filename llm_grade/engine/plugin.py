@@ -25,8 +25,9 @@ from typing import Any
 
 import pytest
 
-from .components import module_of
-from .outcomes import (
+from llm_grade.components import module_of
+from llm_grade.engine.results import CheckResult, ComponentResult, GradeResult
+from llm_grade.grading.outcomes import (
     CheckFailure,
     ForbiddenCall,
     GradingOutcome,
@@ -36,7 +37,6 @@ from .outcomes import (
     Settled,
     WorkerFailure,
 )
-from .results import CheckResult, ComponentResult, GradeResult
 
 _SESSION_KEY = pytest.StashKey["GradingSession"]()
 
@@ -147,8 +147,8 @@ class GradingSession:
     """State of one grading run: rubric, submission handle, results."""
 
     def __init__(self, config: pytest.Config, graders_dir: Path):
-        from .paths import bundled
-        from .rubric import load_rubric
+        from llm_grade.engine.rubric import load_rubric
+        from llm_grade.paths import bundled
 
         self.started = time.perf_counter()
         self.config = config
@@ -184,7 +184,7 @@ class GradingSession:
             self.stage()
         if self.isolation == "process" and self.staged is not None:
             # the worker imports torch while this process does (two cores, half the wait)
-            from .isolation import start_worker
+            from llm_grade.sandbox.transport import start_worker
 
             self._transport = start_worker(
                 self.staged.root,
@@ -197,7 +197,7 @@ class GradingSession:
 
         import torch
 
-        from .compare import TOLERANCES
+        from llm_grade.grading.compare import TOLERANCES
 
         # graders use tiny tensors: one thread is fastest, and several OpenMP threads on a
         # busy machine (or beside a worker process) spin-wait for each other
@@ -262,8 +262,8 @@ class GradingSession:
 
     def stage(self) -> None:
         """Copy the submission's modules into a fresh folder: only that copy is ever
-        imported (see :func:`llm_grade.staging.stage_folder`)."""
-        from .staging import stage_folder
+        imported (see :func:`llm_grade.classroom.staging.stage_folder`)."""
+        from llm_grade.classroom.staging import stage_folder
 
         self._stage_dir = tempfile.mkdtemp(prefix="llm-grade-staged-")
         self.staged = stage_folder(self.submission_path, Path(self._stage_dir) / "submission")
@@ -272,7 +272,7 @@ class GradingSession:
         """Check the staged sources against the rubric's submission policy (on this trusted
         side, from the AST) and stage what the worker may import instead: refused code is
         stubbed out, so it never runs. The worker has not imported anything yet."""
-        from .policy import check_submission
+        from llm_grade.policy.checker import check_submission
 
         root, sources = self.staged.root, self.staged.texts
         for module, check in check_submission(sources, self.rubric.policy).items():
@@ -297,7 +297,7 @@ class GradingSession:
     def _validated(self, item: pytest.Item, result: CheckResult | None) -> CheckResult | None:
         """The helper's result for ``item`` with name, points and visibility from this
         process's rubric (the helper reports outcomes, it does not decide points)."""
-        from .results import STATUSES
+        from llm_grade.engine.results import STATUSES
 
         if result is None or result.status not in STATUSES:
             return None
@@ -311,7 +311,7 @@ class GradingSession:
     def masks(self) -> list[Path]:
         """Folders learner code must not see: every copy of the reference, the graders and
         the oracles, the graders in use, the learner's original folder and the output."""
-        from .isolation import trusted_paths
+        from llm_grade.sandbox.transport import trusted_paths
 
         hidden = [Path(p) for p in (option(self.config, "grade_hide", "") or "").split(os.pathsep)]
         masks = [*trusted_paths(), self.graders_dir, self.submission_path]
@@ -324,8 +324,8 @@ class GradingSession:
 
     def submission(self):
         if self._handle is None:
-            from .forbidden import scan_submission
-            from .submission import open_submission
+            from llm_grade.sandbox.forbidden import scan_submission
+            from llm_grade.sandbox.handle import open_submission
 
             if self.staged is None:  # not a folder: open_submission says so
                 raise FileNotFoundError(f"submission folder {self.submission_path} does not exist")
@@ -349,7 +349,7 @@ class GradingSession:
             self._transport = None
             if self.device != "cpu":
                 self._handle.set_device(self.device)
-            from .isolation import Limits
+            from llm_grade.sandbox.transport import Limits
 
             limits = Limits.from_mapping(self.rubric.limits)
             spent = time.perf_counter() - self.started
@@ -357,7 +357,7 @@ class GradingSession:
         return self._handle
 
     def reference(self):
-        from .paths import bundled
+        from llm_grade.paths import bundled
 
         return load_package(bundled("reference"), "_llm_grade_reference")
 
@@ -408,7 +408,7 @@ class GradingSession:
                 result.counterexample = exc.counterexample
                 result.diff = getattr(exc, "diff", None)
                 if isinstance(exc, LearnerError):
-                    from .feedback import crash_hint
+                    from llm_grade.engine.feedback import crash_hint
 
                     result.traceback = exc.traceback
                     result.counterexample = exc.call
@@ -453,8 +453,8 @@ class GradingSession:
                 if forbidden and check.status != "forbidden":
                     check.status, check.points = "forbidden", 0.0
                     check.message = forbidden[0].message
-        from .components import COMPONENTS
-        from .explain import settle
+        from llm_grade.components import COMPONENTS
+        from llm_grade.engine.explain import settle
 
         order = list(COMPONENTS)
         components = sorted(by_component.values(), key=lambda c: order.index(c.name))
@@ -495,7 +495,7 @@ class GradingSession:
         # parts before the wholes that contain them (curriculum order): a worker is sent the
         # trusted parts of what it grades, so it never holds a trusted version of a component
         # before that component's own checks are done
-        from .components import COMPONENTS
+        from llm_grade.components import COMPONENTS
 
         rank = {name: n for n, name in enumerate(COMPONENTS)}
         items.sort(key=lambda item: rank[self.component_of(item)[0]])
@@ -525,7 +525,7 @@ class GradingSession:
         ):
             return
         result = self.record(item, call.when, call.excinfo, call.duration)
-        from .feedback import format_check
+        from llm_grade.engine.feedback import format_check
 
         if result.status == "not_implemented":
             report.outcome = "skipped"
@@ -555,7 +555,7 @@ class GradingSession:
         return result
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        from .components import parts_of
+        from llm_grade.components import parts_of
 
         component, _ = self.component_of(item)
         handle = self.submission()
@@ -568,12 +568,12 @@ class GradingSession:
         # (API.md) are trusted oracles wherever the learner's code uses them
         handle.use_oracles(list(parts_of(component)))
         if component in self.refused:
-            from .outcomes import PolicyRefused
+            from llm_grade.grading.outcomes import PolicyRefused
 
             raise PolicyRefused(component, self.refused[component])
         for violation in self.static_violations:
             if violation.component == component:
-                from .outcomes import ForbiddenCall
+                from llm_grade.grading.outcomes import ForbiddenCall
 
                 raise ForbiddenCall(
                     violation.component, violation.api, violation.file, violation.line
@@ -593,7 +593,7 @@ class GradingSession:
             self._collect_helper(getattr(self, "_helper_items", []))
         result = self.assemble()
         if self._handle is not None and self.out_dir:
-            from .visuals import collect
+            from llm_grade.grading.visuals import collect
 
             # pictures for the HTML report (a handful of calls, through the same handle)
             try:
@@ -615,7 +615,7 @@ class GradingSession:
             _CURRENT.remove(self)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        from .feedback import format_check, format_summary
+        from llm_grade.engine.feedback import format_check, format_summary
 
         if self.result is None or not self.result.components:
             return
@@ -705,7 +705,7 @@ _CURRENT: list[GradingSession] = []  # the grading run in progress in this proce
 
 
 def _per_example(inner):
-    from .toolkit import return_references
+    from llm_grade.grading.toolkit import return_references
 
     """Wrap a Hypothesis test's inner function: an example passes only once the requests it
     queued have been answered without error, and the objects it built are released after."""
@@ -744,7 +744,7 @@ def activate(config: pytest.Config, graders_dir: Path) -> GradingSession:
     """Called by ``graders/conftest.py``: turn this pytest run into a grading run."""
     if _SESSION_KEY in config.stash:
         return config.stash[_SESSION_KEY]
-    from .profiles import load_profile
+    from llm_grade.engine.profiles import load_profile
 
     session = GradingSession(config, graders_dir)
     config.stash[_SESSION_KEY] = session
