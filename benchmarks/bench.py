@@ -16,7 +16,7 @@ depend on the machine and its load. Wall times are of subprocesses, medians of `
   byte with PYTHONUNBUFFERED=1), **peak RSS** (``/usr/bin/time -f %M``, else ``os.wait4``:
   the largest *single* process; and the whole tree, sampled from /proc every 50 ms) and the
   **time per component** (sum of its checks' ``duration_s`` in results.json).
-- ``pytest graders/ --submission reference`` in-process (the learner's local loop); the
+- ``pytest graders/ --grade-submission reference`` in-process (the learner's local loop); the
   **Hypothesis examples** run (passing + failing, from ``--hypothesis-show-statistics``); the
   **worker start** (spawn the sandboxed worker until every module is imported);
   ``llm-grade --help``; ``llm-grade batch`` on 20 submissions, ``--jobs 1`` vs ``--jobs 2``.
@@ -41,12 +41,14 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "reference"
 BUGGY = REPO / "examples" / "buggy"
 PROGRESS = b".FEsxX"  # pytest's progress characters
-PYTEST = [sys.executable, "-m", "pytest", "graders/", "--submission", str(REFERENCE), "-q"]
+PYTEST = [sys.executable, "-m", "pytest", "graders/", "--grade-submission", str(REFERENCE), "-q"]
 PYTEST += ["-p", "no:cacheprovider"]
 TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 WORKER_START = """
 import json, time
-from llm_grade.sandbox.transport import Limits, WorkerTransport, bubblewrap
+from llm_grade.sandbox.confine import bubblewrap
+from llm_grade.sandbox.limits import Limits
+from llm_grade.sandbox.transport import WorkerTransport
 from llm_grade.paths import bundled
 from llm_grade.engine.rubric import load_rubric
 rubric = load_rubric(bundled("graders") / "rubric.toml")

@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from llm_grade.engine.plugin import activate, grading_session
+from llm_grade.engine.plugin import activate, add_conftest_options, grading_session
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_conftest_options(parser)  # the old spellings (--submission, --device...), deprecated
 
 
 def pytest_configure(config: pytest.Config) -> None:

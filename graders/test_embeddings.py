@@ -14,12 +14,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from llm_grade.grading.compare import (
-    TOLERANCES,
     case_str,
     expect_close,
     expect_tensor,
     fail,
     fmt_values,
+    tolerance,
 )
 from llm_grade.grading.outcomes import CheckFailure, LearnerError
 from llm_grade.grading.strategies import dtypes, randn, scales, seeds, token_batches
@@ -51,7 +51,7 @@ DROPOUT_TRAIN_HINT = (
 
 def _f32_tol() -> dict[str, float]:
     """float32-level tolerances: what a comparison involving the float32 ``pe`` table allows."""
-    return dict(TOLERANCES["float32"])
+    return dict(tolerance("float32"))
 
 
 def _expect_unchanged(before: list, res: dict, component: str, case: str) -> None:

@@ -15,7 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm_grade.grading.compare import (
-    TOLERANCES,
     case_str,
     dtype_name,
     expect_close,
@@ -24,6 +23,7 @@ from llm_grade.grading.compare import (
     expect_tensor,
     fail,
     hint_for,
+    tolerance,
 )
 from llm_grade.grading.outcomes import LearnerError, NotImplementedYet, WorkerFailure
 from llm_grade.grading.strategies import (
@@ -34,7 +34,6 @@ from llm_grade.grading.strategies import (
     scales,
     seeds,
     sizes,
-    token_batches,
 )
 from llm_grade.grading.toolkit import (
     build_pair,
@@ -50,153 +49,49 @@ from llm_grade.grading.toolkit import (
 from llm_grade.oracles.transformer import Transformer as TrustedTransformer
 from llm_grade.sandbox.specimens import ScriptedSeq2Seq
 
-PAD = 0  # the padding id of every token batch below
-
-ENCODER_HINT = (
-    "Run the layers in order, each on the previous one's output and each with the mask: "
-    "for layer in self.layers: x = layer(x, mask)."
+# isort: split
+# helpers beside this file: graders/ is on sys.path (pytest inserts a test file's folder)
+from decoding_support import (
+    SRC_MASK_HINT,
+    _expect_decoded,
+    _pick_eos,
+    _run_scripted,
+    scripted,
 )
-DECODER_HINT = (
-    "Run the layers in order, each on the previous one's output, all with the same memory "
-    "and masks: for layer in self.layers: x = layer(x, memory, tgt_mask, memory_mask)."
+from transformer_support import (
+    AUTOCAST_HINT,
+    CAUSAL_DECODE_HINT,
+    DECODE_HINT,
+    DECODER_HINT,
+    ENCODE_HINT,
+    ENCODER_HINT,
+    EVAL_DROPOUT_HINT,
+    GPT_HINT,
+    MEMORY_MASK_HINT,
+    OWN_LAYER_HINT,
+    REVERSED_HINT,
+    _change_tokens,
+    _decode_not_causal,
+    _decoder,
+    _encoder,
+    _expect_own_layers,
+    _first_layer_only,
+    _gpt,
+    _gpt_children,
+    _gpt_without_final_norm,
+    _layers_reversed,
+    _model_case,
+    _stack_case,
+    _tokens,
+    _transformer,
+    _transformer_children,
+    gpts,
+    n_layers_,
+    seq2seq,
+    wide_gpts,
 )
-OWN_LAYER_HINT = (
-    "Each layer has its own weights: run every layer of self.layers (not layers[0] n times)."
-)
-SHARED_LAYERS_HINT = (
-    "Build a new layer for each position in the stack: nn.ModuleList(Layer(...) for _ in "
-    "range(n_layers)). [Layer(...)] * n_layers repeats one layer, so all share one set of "
-    "weights."
-)
-ENCODE_HINT = (
-    "encode(src, src_mask) = encoder(pos_encoding(src_embed(src)), src_mask): embed the source "
-    "tokens, add the positions, run the encoder with the mask."
-)
-DECODE_HINT = (
-    "decode = decoder(pos_encoding(tgt_embed(tgt)), memory, causal_mask(T) & tgt_mask, "
-    "memory_mask): the target side uses tgt_embed, and decode is always causal."
-)
-CAUSAL_DECODE_HINT = (
-    "decode is always causal: build allowed = causal_mask(T) and combine causal_mask(T) & "
-    "tgt_mask when a tgt_mask is given, then pass allowed to the decoder."
-)
-MEMORY_MASK_HINT = (
-    "src_mask is both the encoder's mask and the decoder's memory_mask: forward = "
-    "out_proj(decode(tgt, encode(src, src_mask), tgt_mask, src_mask))."
-)
-GPT_HINT = (
-    "x = pos_embed(tok_embed(tokens)); every block in order with the mask, "
-    "x = block(x, mask); then logits = lm_head(norm(x))."
-)
-EVAL_DROPOUT_HINT = (
-    " With dropout in eval() the output must not change: use nn.Dropout modules (they check "
-    "self.training), never F.dropout(..., training=True)."
-)
-START_HINT = "Start every row with bos_id: ys = torch.full((B, 1), bos_id, dtype=torch.long)."
-STOP_HINT = (
-    "greedy decoding: stop when every row has produced eos (keep a `finished` flag per row and "
-    "stop once finished.all()), or when ys.size(1) reaches max_len."
-)
-PAD_EOS_HINT = (
-    "greedy decoding: keep appending eos to finished rows: next_token = "
-    "torch.where(finished, eos_id, next_token), then finished |= next_token == eos_id."
-)
-PREFIX_HINT = (
-    "feed the whole prefix ys to decode at each step and take the last position's logits: "
-    "logits = model.out_proj(model.decode(ys, memory, memory_mask=src_mask)); "
-    "next_token = logits[:, -1].argmax(-1). Encode src once, with src_mask."
-)
-SRC_MASK_HINT = (
-    "src_mask is ignored: encode once with memory = model.encode(src, src_mask) and pass "
-    "memory_mask=src_mask to every model.decode call."
-)
-
-# d_model <= 8 and even (sinusoidal encodings need pairs of features); few heads and layers
-widths = sizes(cross=True, max_heads=2).filter(lambda s: s.d_model % 2 == 0)
-n_layers_ = st.integers(1, 2)
-vocabs = st.integers(3, 12)
-
-
-def _change_tokens(tokens: torch.Tensor, where: torch.Tensor, vocab: int, seed: int):
-    """``tokens`` with every position where ``where`` is True set to a different id."""
-    g = torch.Generator().manual_seed(seed)
-    shift = torch.randint(1, vocab, tokens.shape, generator=g)
-    return torch.where(where, (tokens + shift) % vocab, tokens)
-
-
-def _stack_kwargs(s, n_layers: int, dropout: float) -> dict:
-    return dict(
-        n_layers=n_layers, d_model=s.d_model, n_heads=s.n_heads, d_ff=s.d_ff, dropout=dropout
-    )
-
-
-def _layer_kwargs(s, dropout: float) -> dict:
-    return dict(d_model=s.d_model, n_heads=s.n_heads, d_ff=s.d_ff, dropout=dropout)
-
-
-def _stack_case(s, n_layers, dtype=None, *, cross=False, **extra) -> str:
-    params = {"B": s.B, "T": s.T}
-    if cross:
-        params["S"] = s.S
-    params.update(n_layers=n_layers, d_model=s.d_model, n_heads=s.n_heads, d_ff=s.d_ff)
-    if dtype is not None:
-        params["dtype"] = dtype
-    params.update(extra)
-    return case_str(**params)
-
-
-def _expect_own_layers(sub, ref, component: str, s, n_layers: int, seed: int) -> None:
-    """Every layer of the stack its own module with its own weights, built with the stack's
-    arguments (see :func:`expect_own_structure`)."""
-    layer = "EncoderLayer" if component == "Encoder" else "DecoderLayer"
-    dropout = 0.3 if seed % 2 else 0.0
-    x = randn((1, 2, s.d_model), seed=seed)
-    expect_own_structure(
-        sub,
-        ref,
-        component,
-        _stack_kwargs(s, n_layers, dropout),
-        children={f"layers.{i}": (layer, _layer_kwargs(s, dropout)) for i in range(n_layers)},
-        case=_stack_case(s, n_layers, dropout=str(dropout)),
-        probe=(x, x) if component == "Decoder" else (x,),
-        seed=seed,
-    )
-
 
 # ----------------------------------------------------------------------------- Encoder
-
-
-def _encoder(sub, ref, s, n_layers, *, seed, dtype=torch.float64, dropout=0.0):
-    layer = ("EncoderLayer", _layer_kwargs(s, dropout))
-    return build_pair(
-        sub,
-        ref,
-        "Encoder",
-        dtype=dtype,
-        seed=seed,
-        children={f"layers.{i}": layer for i in range(n_layers)},
-        **_stack_kwargs(s, n_layers, dropout),
-    )
-
-
-@torch.no_grad()
-def _first_layer_only(stack, x, *args):
-    for _ in stack.layers:
-        x = stack.layers[0](x, *args)
-    return x
-
-
-@torch.no_grad()
-def _layers_reversed(stack, x, *args):
-    for layer in reversed(stack.layers):
-        x = layer(x, *args)
-    return x
-
-
-REVERSED_HINT = (
-    "The layers run in the wrong order: run them in order, layer 0 first, then 1, ...: for "
-    "layer in self.layers (not reversed(self.layers), not a list built backwards)."
-)
 
 
 class TestEncoder:
@@ -277,19 +172,6 @@ class TestEncoder:
 # ----------------------------------------------------------------------------- Decoder
 
 
-def _decoder(sub, ref, s, n_layers, *, seed, dtype=torch.float64, dropout=0.0):
-    layer = ("DecoderLayer", _layer_kwargs(s, dropout))
-    return build_pair(
-        sub,
-        ref,
-        "Decoder",
-        dtype=dtype,
-        seed=seed,
-        children={f"layers.{i}": layer for i in range(n_layers)},
-        **_stack_kwargs(s, n_layers, dropout),
-    )
-
-
 class TestDecoder:
     component = "Decoder"
 
@@ -361,82 +243,6 @@ class TestDecoder:
 
 
 # ----------------------------------------------------------------------------- Transformer
-
-
-@st.composite
-def seq2seq(draw):
-    """Sizes and constructor arguments of a tiny Transformer."""
-    s = draw(widths)
-    kwargs = dict(
-        src_vocab_size=draw(vocabs),
-        tgt_vocab_size=draw(vocabs),
-        d_model=s.d_model,
-        n_heads=s.n_heads,
-        n_layers=draw(n_layers_),
-        d_ff=s.d_ff,
-        max_len=max(s.S, s.T) + draw(st.integers(0, 3)),
-    )
-    return s, kwargs
-
-
-def _transformer_children(kw: dict, dropout: float) -> dict:
-    d_model = kw["d_model"]
-    stack = dict(
-        n_layers=kw["n_layers"],
-        d_model=d_model,
-        n_heads=kw["n_heads"],
-        d_ff=kw["d_ff"],
-        dropout=dropout,
-    )
-    return {
-        "src_embed": ("TokenEmbedding", dict(vocab_size=kw["src_vocab_size"], d_model=d_model)),
-        "tgt_embed": ("TokenEmbedding", dict(vocab_size=kw["tgt_vocab_size"], d_model=d_model)),
-        "pos_encoding": (
-            "SinusoidalPositionalEncoding",
-            dict(d_model=d_model, max_len=kw["max_len"], dropout=dropout),
-        ),
-        "encoder": ("Encoder", stack),
-        "decoder": ("Decoder", stack),
-    }
-
-
-def _transformer(sub, ref, kw, *, seed, dtype=torch.float64, dropout=0.1):
-    # Transformer's default dropout is 0.1: build_pair puts both models in eval()
-    return build_pair(
-        sub,
-        ref,
-        "Transformer",
-        dtype=dtype,
-        seed=seed,
-        children=_transformer_children(kw, dropout),
-        dropout=dropout,
-        **kw,
-    )
-
-
-def _tokens(data, vocab: int, B: int, T: int, padded: bool, label: str):
-    """``(tokens [B, T], mask [B, 1, T] or None, description)``."""
-    tokens, lengths = data.draw(
-        token_batches(vocab=vocab, B=B, T=T, pad_id=PAD if padded else None), label=label
-    )
-    if not padded:
-        return tokens, None, "None"
-    return tokens, padding_from_lengths(lengths, T), f"padding [B, 1, T] with lengths {lengths}"
-
-
-def _model_case(s, kw, dtype=None, **extra) -> str:
-    params = dict(B=s.B, S=s.S, T=s.T, **kw)
-    if dtype is not None:
-        params["dtype"] = dtype
-    params.update(extra)
-    return case_str(**params)
-
-
-@torch.no_grad()
-def _decode_not_causal(model, tgt, memory, tgt_mask, memory_mask):
-    """The reference's decode without the causal mask (a known bug)."""
-    x = model.pos_encoding(model.tgt_embed(tgt))
-    return model.decoder(x, memory, tgt_mask, memory_mask)
 
 
 class TestTransformer:
@@ -646,75 +452,6 @@ class TestTransformer:
 # ----------------------------------------------------------------------------- GPT
 
 
-@st.composite
-def gpts(draw):
-    """Sizes and constructor arguments of a tiny GPT."""
-    s = draw(sizes(max_heads=2))
-    kwargs = dict(
-        vocab_size=draw(vocabs),
-        d_model=s.d_model,
-        n_heads=s.n_heads,
-        n_layers=draw(n_layers_),
-        d_ff=s.d_ff,
-        max_len=s.T + draw(st.integers(0, 3)),
-    )
-    return s, kwargs
-
-
-@st.composite
-def wide_gpts(draw):
-    """A small GPT, but wide enough (d_model >= 16) that float16 rounding is not blown up by
-    normalizing rows of two or four numbers (a property of LayerNorm, not a learner's bug)."""
-    s, kwargs = draw(gpts())
-    n_heads = draw(st.sampled_from([1, 2, 4]))
-    d_model = n_heads * draw(st.sampled_from([4, 8, 16]))
-    d_model = max(d_model, 16)
-    kwargs.update(d_model=d_model, n_heads=n_heads, d_ff=2 * d_model)
-    return s, kwargs
-
-
-def _gpt_children(kw, dropout: float) -> dict:
-    d_model = kw["d_model"]
-    block = (
-        "TransformerBlock",
-        dict(d_model=d_model, n_heads=kw["n_heads"], d_ff=kw["d_ff"], dropout=dropout),
-    )
-    children = {
-        "tok_embed": ("TokenEmbedding", dict(vocab_size=kw["vocab_size"], d_model=d_model)),
-        "pos_embed": (
-            "LearnedPositionalEmbedding",
-            dict(max_len=kw["max_len"], d_model=d_model, dropout=dropout),
-        ),
-        **{f"blocks.{i}": block for i in range(kw["n_layers"])},
-        "norm": ("LayerNorm", dict(d_model=d_model)),
-    }
-    return children
-
-
-def _gpt(sub, ref, kw, *, seed, dtype=torch.float64, dropout=0.0):
-    children = _gpt_children(kw, dropout)
-    return build_pair(
-        sub, ref, "GPT", dtype=dtype, seed=seed, children=children, dropout=dropout, **kw
-    )
-
-
-@torch.no_grad()
-def _gpt_without_final_norm(model, tokens, mask):
-    x = model.pos_embed(model.tok_embed(tokens))
-    for block in model.blocks:
-        x = block(x, mask)
-    return model.lm_head(x)
-
-
-AUTOCAST_HINT = (
-    "Under torch.autocast, matrix products run in float16/bfloat16. Keep every constant and "
-    "new tensor in the dtype of the tensor it meets: a mask value of -1e9 does not fit in "
-    "float16 (use float('-inf') or torch.finfo(scores.dtype).min), and torch.zeros(...) or "
-    "torch.tensor(...) without dtype=x.dtype / device=x.device breaks or silently upcasts. "
-    "A softmax that does not subtract the row maximum overflows in float16."
-)
-
-
 class TestGPT:
     component = "GPT"
 
@@ -796,7 +533,7 @@ class TestGPT:
                 case=case,
                 hint=AUTOCAST_HINT,
             )
-        tol = TOLERANCES[dtype_name(precision)]
+        tol = tolerance(precision)
         expect_close(
             low.float(),
             full,
@@ -922,163 +659,6 @@ class TestGPT:
 
 
 # ----------------------------------------------------------------------------- greedy_decode
-
-
-def _expect_decoded(
-    got,
-    expected: torch.Tensor,
-    *,
-    case: str,
-    max_len: int,
-    bos_id: int,
-    eos_id: int,
-    candidates: tuple = (),
-) -> None:
-    """``got`` must equal ``expected`` token for token; the message names the first rule that
-    ``got`` breaks (start, length, eos padding, stopping, the tokens themselves)."""
-    B = expected.shape[0]
-    got = expect_tensor(
-        got,
-        "greedy_decode output",
-        dtype=torch.long,
-        case=case,
-        hint="Return the token ids as a LongTensor [B, L]: build ys with dtype=torch.long "
-        "and torch.cat the argmax (already long) onto it.",
-    )
-    detail = f"  expected: {expected.tolist()}"
-    if got.dim() != 2 or got.shape[0] != B:
-        fail(
-            f"greedy_decode returned shape {tuple(got.shape)}, expected ({B}, L).",
-            case=case,
-            detail=detail,
-            hint="Keep one row per source sentence: ys has shape [B, L].",
-        )
-    detail += f"\n  got:      {got.tolist()}"
-    L = got.shape[1]
-    if L > max_len:
-        fail(
-            f"The output has length {L}, longer than max_len={max_len}.",
-            case=case,
-            detail=detail,
-            hint="The bos token counts: stop once ys.size(1) == max_len. " + STOP_HINT,
-        )
-    if L == 0 or bool((got[:, 0] != bos_id).any()):
-        fail(
-            f"Not every row starts with bos_id={bos_id}.", case=case, detail=detail, hint=START_HINT
-        )
-    for b in range(B):
-        hits = (got[b, 1:] == eos_id).nonzero()
-        if len(hits) and bool((got[b, 1 + hits[0, 0] :] != eos_id).any()):
-            fail(
-                f"Row {b} goes on with other tokens after it produced eos_id={eos_id}.",
-                case=case,
-                detail=detail,
-                hint=PAD_EOS_HINT,
-            )
-    if L > expected.shape[1]:
-        fail(
-            f"The output has length {L}, expected {expected.shape[1]}: decoding went on after "
-            "every row had produced eos.",
-            case=case,
-            detail=detail,
-            hint=STOP_HINT,
-        )
-    if L < expected.shape[1]:
-        fail(
-            f"The output has length {L}, expected {expected.shape[1]}: decoding stopped "
-            "before every row had produced eos (and before max_len).",
-            case=case,
-            detail=detail,
-            hint=STOP_HINT,
-        )
-    if not torch.equal(got, expected):
-        b, p = (got != expected).nonzero()[0].tolist()
-        hint = next((h for value, h in candidates if torch.equal(got, value)), PREFIX_HINT)
-        fail(
-            f"Token {p} of row {b} is {int(got[b, p])}, expected {int(expected[b, p])} (the "
-            "argmax of the model's logits at the last position).",
-            case=case,
-            detail=detail,
-            hint=hint,
-        )
-
-
-@st.composite
-def scripted(draw, eos_from_model: bool = True):
-    """Arguments of a :class:`ScriptedSeq2Seq` and the source side of a greedy_decode call.
-
-    With ``eos_from_model`` the model emits eos at the steps ``eos_after`` (-1: never; max_len
-    or more: too late). Without, it knows nothing of eos (its eos_id 0 is a token it never
-    emits): the test picks greedy_decode's eos_id among the tokens it does emit.
-    """
-    B = draw(st.integers(1 if eos_from_model else 2, 3))
-    vocab = draw(st.integers(4, 12))
-    max_len = draw(st.integers(1 if eos_from_model else 3, 8))
-    bos_id = draw(st.integers(0, vocab - 1))
-    if eos_from_model:
-        eos_id = draw(st.integers(0, vocab - 1).filter(lambda e: e != bos_id))
-        stops = st.sampled_from([-1, *range(1, max_len + 2)])
-        eos_after = draw(st.lists(stops, min_size=B, max_size=B))
-    else:
-        eos_id, eos_after = 0, [-1] * B
-    S = draw(st.integers(1, 5))
-    src, lengths = draw(token_batches(vocab=vocab, B=B, T=S, pad_id=PAD))
-    src_mask = padding_from_lengths(lengths, S) if draw(st.booleans()) else None
-    spec = dict(vocab=vocab, eos_id=eos_id, eos_after=eos_after)
-    call = dict(src=src, max_len=max_len, bos_id=bos_id, eos_id=eos_id, src_mask=src_mask)
-    return spec, call
-
-
-def _eos_choices(free: torch.Tensor, bos_id: int) -> list[int]:
-    """Tokens of the free-running output ``free [B, L]`` to use as eos: preferably ones after
-    which some finished row's model would go on with other tokens while another row still
-    runs (so finished rows must be padded), else any generated token other than bos."""
-    B, L = free.shape
-    generated = sorted(set(free[:, 1:].flatten().tolist()) - {bos_id})
-    useful = []
-    for e in generated:
-        firsts = []
-        for b in range(B):
-            hits = (free[b, 1:] == e).nonzero()
-            firsts.append(int(hits[0, 0]) + 1 if len(hits) else L)
-        stop = min(max(firsts), L - 1)  # the last step while some row still runs
-        if any(
-            f < stop and bool((free[b, f + 1 : stop + 1] != e).any()) for b, f in enumerate(firsts)
-        ):
-            useful.append(e)
-    return useful or generated
-
-
-def _pick_eos(data, free: torch.Tensor, bos_id: int, vocab: int) -> int:
-    choices = _eos_choices(free, bos_id) or [(bos_id + 1) % vocab]
-    return data.draw(st.sampled_from(choices), label="eos_id")
-
-
-def _run_scripted(sub, ref, spec: dict, call: dict, *, note: str):
-    decode = reference_of(ref, "greedy_decode")
-    expected = decode(ScriptedSeq2Seq(**spec), **call)
-    model = sub.specimen("ScriptedSeq2Seq", **spec)
-    args = (call["src"], call["max_len"], call["bos_id"], call["eos_id"], call["src_mask"])
-    got = sub.call("greedy_decode", model, *args)
-    src = call["src"]
-    case = case_str(
-        B=src.shape[0],
-        S=src.shape[1],
-        vocab=spec["vocab"],
-        max_len=call["max_len"],
-        bos_id=call["bos_id"],
-        eos_id=call["eos_id"],
-    )
-    case += f", src_mask={'None' if call['src_mask'] is None else 'padding [B, 1, S]'}"
-    case += f"\n  model: {note}\n  src={src.tolist()}"
-    _expect_decoded(
-        got,
-        expected,
-        case=case,
-        max_len=call["max_len"],
-        bos_id=call["bos_id"],
-        eos_id=call["eos_id"],
-    )
 
 
 class TestGreedyDecode:

@@ -6,7 +6,6 @@ happen inside the commands so that ``llm-grade --help`` answers instantly.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import click
 
 from llm_grade import __version__
+from llm_grade.engine.options import GradingOptions, click_options, resolved_jobs
 from llm_grade.paths import bundled
 
 
@@ -26,31 +26,6 @@ def main() -> None:
     Learner:     llm-grade init my-llm      (then fill in the stubs)
     Instructor:  see README.md for grading a submission or a whole class.
     """
-
-
-SANDBOXES = ("auto", "bubblewrap", "none")
-
-
-def sandbox_option(default: str, help_text: str, choices: tuple[str, ...] = SANDBOXES):
-    """``--sandbox``, shared by ``grade`` and ``batch`` (which has no ``auto``)."""
-    return click.option(
-        "--sandbox",
-        type=click.Choice(list(choices)),
-        default=default,
-        show_default=True,
-        help=help_text,
-    )
-
-
-def device_option(help_text: str):
-    """``--device``, shared by ``grade`` and ``batch``."""
-    return click.option(
-        "--device",
-        type=click.Choice(["cpu", "cuda", "mps", "auto"]),
-        default="cpu",
-        show_default=True,
-        help=help_text,
-    )
 
 
 @main.command()
@@ -78,64 +53,7 @@ def init(dest: Path) -> None:
     is_flag=True,
     help="Grade the bundled example submission (a reference copy with typical bugs).",
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Write results.json into this folder.",
-)
-@click.option(
-    "--rubric",
-    type=click.Path(path_type=Path, exists=True),
-    default=None,
-    help="Rubric TOML (default: the bundled graders/rubric.toml).",
-)
-@click.option(
-    "--isolation",
-    type=click.Choice(["process", "none"]),
-    default="process",
-    show_default=True,
-    help="Where learner code runs: 'process' (a sandboxed worker; the score can be trusted) "
-    "or 'none' (inside the grading process; fast, for local iteration, not tamper-proof).",
-)
-@click.option(
-    "--view",
-    type=click.Choice(["learner", "instructor"]),
-    default="learner",
-    show_default=True,
-    help="'instructor' also shows hidden checks' details.",
-)
-@click.option(
-    "-k",
-    "select",
-    default=None,
-    help="Only grade checks matching this pytest -k expression, e.g. -k MultiHeadAttention.",
-)
-@device_option(
-    "Where learner code runs its tensors. 'auto' picks cuda, else mps, else cpu. cpu gives "
-    "the same scores on every machine; on a GPU, tolerances follow the rubric's "
-    "[tolerance.cuda]."
-)
-@click.option(
-    "--jobs",
-    "-j",
-    type=click.IntRange(1, 2),
-    default=None,
-    help="Grading processes (1 or 2). Default: 2 on a machine with two or more cores. The "
-    "score does not depend on it.",
-)
-@sandbox_option(
-    "auto",
-    "With --isolation process: 'bubblewrap' requires the sandbox, 'none' runs the worker with "
-    "resource limits only, 'auto' uses bubblewrap where it works (the results say which).",
-)
-@click.option(
-    "--hide",
-    type=click.Path(path_type=Path),
-    multiple=True,
-    help="A folder learner code must not see (repeatable; batch hides the class folder and "
-    "its output this way).",
-)
+@click_options("out", "rubric", "isolation", "view", "select", "device", "jobs", "sandbox", "hide")
 @click.option(
     "--fail-under",
     type=float,
@@ -172,19 +90,20 @@ def grade(
             f"Grading the bundled example submission {submission}\n"
             "(a copy of the reference with a few typical learner bugs)."
         )
+    options = GradingOptions(
+        submission=submission,
+        out=out,
+        rubric=rubric,
+        isolation=isolation,
+        view=view,
+        select=select,
+        device=device,
+        jobs=resolved_jobs(jobs),
+        sandbox=sandbox,
+        hide=hide,
+    )
     try:
-        result = run_grade(
-            submission,
-            out=out,
-            rubric=rubric,
-            isolation=isolation,
-            view=view,
-            select=select,
-            device=device,
-            jobs=jobs or (2 if (os.cpu_count() or 1) >= 2 else 1),
-            sandbox=sandbox,
-            hide=list(hide),
-        )
+        result = run_grade(options=options)
     except GradingError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
@@ -204,13 +123,7 @@ def grade(
     default=None,
     help="Where to write the HTML page (default: report.html next to RESULTS_JSON).",
 )
-@click.option(
-    "--view",
-    type=click.Choice(["learner", "instructor"]),
-    default="learner",
-    show_default=True,
-    help="'instructor' also shows hidden checks' details.",
-)
+@click_options("view")
 def report(results_json: Path, out: Path | None, view: str) -> None:
     """Turn RESULTS_JSON (from `llm-grade grade --out DIR`) into one HTML page.
 
@@ -248,32 +161,19 @@ def report(results_json: Path, out: Path | None, view: str) -> None:
     show_default=True,
     help="Submissions graded at the same time (one per core is a good choice).",
 )
-@click.option(
-    "--rubric",
-    type=click.Path(path_type=Path, exists=True),
-    default=None,
-    help="Rubric TOML (default: the bundled graders/rubric.toml).",
-)
-@click.option(
-    "--isolation",
-    type=click.Choice(["process", "none"]),
-    default="process",
-    show_default=True,
-    help="Where learner code runs (see `llm-grade grade --help`).",
-)
-@click.option(
-    "-k",
+@click_options(
+    "rubric",
+    "isolation",
     "select",
-    default=None,
-    help="Only grade checks matching this pytest -k expression (as `llm-grade grade -k`).",
-)
-@device_option("Where learner code runs its tensors (see `llm-grade grade --help`).")
-@sandbox_option(
-    "bubblewrap",
-    "'bubblewrap': each student's code sees only its own submission (batch refuses to "
-    "start without bubblewrap). 'none': grade without it; students could then read and "
-    "change each other's files, and every output says so.",
-    choices=("bubblewrap", "none"),
+    "device",
+    "sandbox",
+    sandbox={
+        "choices": ("bubblewrap", "none"),
+        "cli_default": "bubblewrap",
+        "help": "'bubblewrap': each student's code sees only its own submission (batch "
+        "refuses to start without bubblewrap). 'none': grade without it; students could then "
+        "read and change each other's files, and every output says so",
+    },
 )
 @click.option("--force", is_flag=True, help="Grade again even submissions that did not change.")
 def batch(

@@ -25,7 +25,7 @@ from benchmarks.make_class import fast_rubric
 from llm_grade.classroom import batch, staging
 from llm_grade.classroom.staging import (
     StagingError,
-    Submission,
+    StudentSubmission,
     content_hash,
     find_submissions,
     stage,
@@ -33,7 +33,7 @@ from llm_grade.classroom.staging import (
 from llm_grade.cli import main
 from llm_grade.engine.rubric import RubricError, load_rubric
 from llm_grade.output.exporters import load_results
-from llm_grade.sandbox.transport import bubblewrap
+from llm_grade.sandbox.confine import bubblewrap
 
 BWRAP = bubblewrap()
 # tests that grade nothing, or grade with --isolation none, run where bubblewrap does not
@@ -107,7 +107,7 @@ def test_zip_modules_at_the_top_or_in_one_folder_are_staged(tmp_path: Path, fold
         f"__MACOSX/{folder}._attention.py": b"\0\5\26\7",
         f"{folder}helpers/util.py": "X = 1\n",
     }
-    submission = Submission("alice", _zip(tmp_path / "alice.zip", members), "zip")
+    submission = StudentSubmission("alice", _zip(tmp_path / "alice.zip", members), "zip")
     staged = stage(submission, tmp_path / "staged" / "alice")
     expected = sorted([p.name for p in REFERENCE.glob("*.py")] + ["helpers", "helpers/util.py"])
     assert _tree(staged) == expected
@@ -135,7 +135,7 @@ def test_unsafe_or_empty_archives_are_rejected_and_nothing_is_written(tmp_path: 
     archive = _zip(tmp_path / "mallory.zip", members, **modes)
     dest = tmp_path / "out" / ".staged" / "mallory"
     with pytest.raises(StagingError, match=re.escape(message)):
-        stage(Submission("mallory", archive, "zip"), dest)
+        stage(StudentSubmission("mallory", archive, "zip"), dest)
     assert _tree(tmp_path) == ["mallory.zip", "out", "out/.staged", "out/.staged/mallory"]
 
 
@@ -195,7 +195,7 @@ def test_notebook_cells_with_module_markers_become_modules(tmp_path: Path):
         "# --- bob.ipynb, cell 8 ---",
         "D = C + 1",
     ]
-    staged = stage(Submission("bob", notebook, "ipynb"), tmp_path / "staged")
+    staged = stage(StudentSubmission("bob", notebook, "ipynb"), tmp_path / "staged")
     assert _tree(staged) == ["attention.py", "environment.py"]
     assert not list(tmp_path.rglob("escape.py"))
 

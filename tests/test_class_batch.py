@@ -34,9 +34,9 @@ from benchmarks.make_class import SELECT, SELECTED, Expected, fast_rubric, make_
 from llm_grade.cli import main
 from llm_grade.engine.results import GradeResult
 from llm_grade.engine.rubric import load_rubric
+from llm_grade.output.classes import common_failures
 from llm_grade.output.exporters import load_results
-from llm_grade.output.report import common_failures
-from llm_grade.sandbox.transport import bubblewrap
+from llm_grade.sandbox.confine import bubblewrap
 
 BAD_ZIP = "correct-01.zip"  # clashes with the folder correct-01/, and escapes the archive
 RUBRIC = load_rubric(GRADERS / "rubric.toml")

@@ -12,11 +12,12 @@ import torch
 from lg_paths import REFERENCE
 from torch import nn
 
-from llm_grade.engine.plugin import load_package
+from llm_grade.engine.environment import load_package
 from llm_grade.grading import toolkit
 from llm_grade.grading.outcomes import CheckFailure, LearnerError
-from llm_grade.sandbox.executor import Executor, _plain_loading, no_torch_init
+from llm_grade.sandbox.executor import Executor
 from llm_grade.sandbox.handle import Submission
+from llm_grade.sandbox.module_ops import _plain_loading, no_torch_init
 from llm_grade.sandbox.wire import sanitize
 
 MHA = {"d_model": 8, "n_heads": 2, "dropout": 0.0}
@@ -176,7 +177,7 @@ def test_skipped_initialisation_is_restored_afterwards():
 
 
 def test_device_auto_falls_back_to_what_the_machine_has_and_names_are_checked():
-    from llm_grade.engine.plugin import resolve_device
+    from llm_grade.engine.environment import resolve_device
 
     expected = "cuda" if torch.cuda.is_available() else None
     if expected is None and torch.backends.mps.is_available():

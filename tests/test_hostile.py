@@ -18,7 +18,7 @@ from lg_paths import GRADERS, REFERENCE, REPO, STUBS
 
 from llm_grade.engine.rubric import load_rubric
 from llm_grade.engine.run import grade
-from llm_grade.sandbox.transport import bubblewrap
+from llm_grade.sandbox.confine import bubblewrap
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "hostile"))
 from corpus import ANCHORS, ATTACKS  # noqa: E402

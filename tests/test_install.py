@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from lg_paths import REPO
 
-from llm_grade.sandbox.transport import bubblewrap
+from llm_grade.sandbox.confine import bubblewrap
 
 pytestmark = pytest.mark.skipif(
     not (os.environ.get("CI") or os.environ.get("LLM_GRADE_INSTALL_TEST")),

@@ -21,13 +21,14 @@ if str(_ROOT) not in sys.path:  # `reference/` is not an installed package
     sys.path.insert(0, str(_ROOT))
 
 from llm_grade.components import COMPONENTS  # noqa: E402
+from llm_grade.engine.rubric import DEFAULT_FORBIDDEN  # noqa: E402
 from llm_grade.oracles import attention as orc_attention  # noqa: E402
 from llm_grade.oracles import embeddings as orc_embeddings  # noqa: E402
 from llm_grade.oracles import environment as orc_environment  # noqa: E402
 from llm_grade.oracles import feedforward as orc_feedforward  # noqa: E402
 from llm_grade.oracles import normalization as orc_normalization  # noqa: E402
 from llm_grade.oracles import transformer as orc_transformer  # noqa: E402
-from llm_grade.sandbox.forbidden import DEFAULT_FORBIDDEN, scan_source  # noqa: E402
+from llm_grade.policy.forbidden import scan_source  # noqa: E402
 from reference import attention as ref_attention  # noqa: E402
 from reference import embeddings as ref_embeddings  # noqa: E402
 from reference import environment as ref_environment  # noqa: E402

@@ -1,4 +1,4 @@
-"""The submission policy (llm_grade/policy/checker.py): what a submission may use, checked from its AST.
+"""The submission policy (llm_grade/policy/): what a submission may use, checked from its AST.
 
 Pure source checks: no learner code runs here (the one ``exec`` below runs a cleaned source
 that this file wrote).
@@ -14,7 +14,7 @@ import pytest
 from lg_paths import REFERENCE, REPO, STUBS
 
 from llm_grade.components import COMPONENTS
-from llm_grade.policy.checker import (
+from llm_grade.policy import (
     DEFAULT_MODULES,
     FRAME_ATTRS,
     ModuleCheck,

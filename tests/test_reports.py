@@ -24,6 +24,7 @@ from junitparser import Error, Failure, JUnitXml, Skipped
 
 from llm_grade.cli import main
 from llm_grade.engine.results import GradeResult
+from llm_grade.output.classes import common_failures
 from llm_grade.output.exporters import (
     gradescope_results,
     junit_xml,
@@ -33,7 +34,7 @@ from llm_grade.output.exporters import (
     write_gradescope,
     write_junit,
 )
-from llm_grade.output.report import common_failures, render_class, render_submission, write_class
+from llm_grade.output.report import render_class, render_submission, write_class
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report_results.json"
 SCRIPT = "<script>alert(1)</script>"

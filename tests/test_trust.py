@@ -15,16 +15,16 @@ from lg_paths import REFERENCE, STUBS
 
 from llm_grade.classroom.staging import stage_folder
 from llm_grade.components import COMPONENTS, parts_of
-from llm_grade.engine.plugin import _absolute_args
+from llm_grade.engine.groups import absolute_args as _absolute_args
+from llm_grade.engine.rubric import DEFAULT_FORBIDDEN
 from llm_grade.oracles import source_of
 from llm_grade.output.text import clean_text
+from llm_grade.policy.forbidden import scan_sources
 from llm_grade.sandbox.executor import Executor
 from llm_grade.sandbox.forbidden import (
-    DEFAULT_FORBIDDEN,
     FAMILY_OPS,
     TWINS,
     expand,
-    scan_sources,
 )
 from llm_grade.sandbox.handle import Submission
 
@@ -209,7 +209,7 @@ def test_stubs_and_reference_stage_whole(tmp_path):
 
 
 def test_the_worker_masks_every_installed_copy_of_trusted_code():
-    from llm_grade.sandbox.transport import trusted_paths
+    from llm_grade.sandbox.confine import trusted_paths
 
     paths = {p.as_posix() for p in trusted_paths()}
     package = Path(__import__("llm_grade").__file__).resolve().parent

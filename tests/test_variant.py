@@ -22,7 +22,7 @@ from lg_paths import REPO
 
 from llm_grade.components import COMPONENTS
 from llm_grade.engine.run import grade
-from llm_grade.policy.checker import Policy, check_submission
+from llm_grade.policy import Policy, check_submission
 
 VARIANT = REPO / "tests" / "fixtures" / "variant"
 VARIANT2 = REPO / "tests" / "fixtures" / "variant2"

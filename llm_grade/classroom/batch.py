@@ -43,18 +43,19 @@ from pathlib import Path
 
 from llm_grade.classroom.staging import (
     StagingError,
-    Submission,
+    StudentSubmission,
     content_hash,
     find_submissions,
     stage,
 )
+from llm_grade.engine.options import GradingOptions
 from llm_grade.engine.results import GradeResult
-from llm_grade.sandbox.transport import bubblewrap
+from llm_grade.sandbox.confine import bubblewrap
 
 __all__ = [
     "BatchError",
     "Outcome",
-    "Submission",
+    "StudentSubmission",
     "check_sandbox",
     "content_hash",
     "find_submissions",
@@ -173,7 +174,7 @@ def _key(out: Path) -> bytes:
     return key
 
 
-def _stamp(submission: Submission, args: list[str], rubric: Path | None) -> str:
+def _stamp(submission: StudentSubmission, args: list[str], rubric: Path | None) -> str:
     """What decides a submission's results: its content, the options and the rubric."""
     digest = hashlib.sha256(content_hash(submission.path).encode())
     digest.update("\0".join(args).encode())
@@ -210,10 +211,10 @@ def _verified(out: Path, key: bytes, stamp: str) -> GradeResult | None:
 
 
 def _grade_one(
-    submission: Submission,
+    submission: StudentSubmission,
     out: Path,
     staged: Path,
-    args: list[str],
+    options: GradingOptions,
     timeout: float,
     stamp: str,
     key: bytes,
@@ -238,9 +239,8 @@ def _grade_one(
     # -I and a neutral working directory: an llm_grade/ folder in the caller's folder (or in
     # the class folder) is never imported in place of the engine. --hide: the worker sees its
     # own (privately copied) submission, not the class folder nor anything under OUT
-    cmd = [sys.executable, "-I", "-m", "llm_grade", "grade", str(folder), "--out", str(out), *args]
-    for folder_to_hide in hide:
-        cmd += ["--hide", str(folder_to_hide)]
+    mine = options.replace(out=out, hide=tuple(hide))
+    cmd = [sys.executable, "-I", "-m", "llm_grade", "grade", str(folder), *mine.cli_args()]
     with (out / "grading.log").open("wb") as log:
         try:
             proc = subprocess.run(
@@ -296,14 +296,11 @@ def grade_class(
     if isolation == "process" and sandbox == "bubblewrap":
         _check_hidden_folders(hide)
     submissions = find_submissions(root)
-    args = ["--isolation", isolation, "--sandbox", sandbox, "--jobs", "1"]  # `jobs` at a time
-    if device != "cpu":
-        args += ["--device", device]
     if rubric is not None:
         rubric = Path(rubric).resolve()
-        args += ["--rubric", str(rubric)]
-    if select:
-        args += ["-k", select]
+    options = GradingOptions(
+        isolation=isolation, sandbox=sandbox, jobs=1, device=device, rubric=rubric, select=select
+    )  # one grading process each: `jobs` submissions at a time
     out.mkdir(parents=True, exist_ok=True)
     key = _key(out)
     note = unsandboxed_note(sandbox, isolation)
@@ -318,9 +315,9 @@ def grade_class(
                 s,
                 student_dir(out, s.name),
                 out / STAGED / s.name,
-                args,
+                options,
                 timeout,
-                _stamp(s, args, rubric),
+                _stamp(s, options.cli_args(), rubric),
                 key,
                 hide,
                 note,

@@ -60,7 +60,7 @@ class StagingError(ValueError):
 
 
 @dataclass(frozen=True)
-class Submission:
+class StudentSubmission:
     """One student's submission in the class folder."""
 
     name: str  # the student: the folder name or file stem (see :func:`find_submissions`)
@@ -73,7 +73,7 @@ class Submission:
         return self.kind != "folder"
 
 
-def find_submissions(root: Path) -> list[Submission]:
+def find_submissions(root: Path) -> list[StudentSubmission]:
     """Every submission in ``root``: sub-folders holding at least one curriculum module, and
     ``*.zip`` and ``*.ipynb`` files. Hidden entries (``.name``) are skipped.
 
@@ -113,7 +113,7 @@ def find_submissions(root: Path) -> list[Submission]:
             note += "; " if note else ""
             note += "the file name held control characters; they were left out of the name"
         owner[name] = path
-        submissions.append(Submission(name, path, kind, note))
+        submissions.append(StudentSubmission(name, path, kind, note))
     return sorted(submissions, key=lambda s: s.name)
 
 
@@ -135,7 +135,7 @@ def content_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def stage(submission: Submission, dest: Path) -> Path:
+def stage(submission: StudentSubmission, dest: Path) -> Path:
     """A folder to grade for ``submission``: the folder itself, or ``dest`` filled from the
     zip or notebook (emptied first). Raises :class:`StagingError` with a learner-readable
     reason."""

@@ -96,8 +96,7 @@ def _defer_secondary(component: ComponentResult) -> None:
             if first is not check:
                 what = "error" if check.status == "error" else "problem"
                 check.hint = (
-                    f"The same {what} as in '{first.title}' (see there): fixing it once fixes "
-                    "both."
+                    f"The same {what} as in '{first.title}' (see there): fixing it once fixes both."
                 )
                 continue
         if primary is None or check is primary or _independent(check):

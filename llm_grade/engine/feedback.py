@@ -187,9 +187,7 @@ def crash_hint(message: str, call: str = "", check: str = "", exc_type: str = ""
     if len(groups) >= 2 and re.search(r"must match|expand|broadcast", message, re.IGNORECASE):
         a, b = groups[0], groups[1]
         batch = {x for x in a + b if x.endswith(".size(0)") and "mask" not in x}
-        if batch and any(x.endswith(".size(1)") for x in a + b) and not (
-            _lengths(a) & _lengths(b)
-        ):
+        if batch and any(x.endswith(".size(1)") for x in a + b) and not (_lengths(a) & _lengths(b)):
             return (
                 f"{evidence} A size that should be a sequence length is the batch size, or "
                 "the other way round: tensors are [B, T, d_model], so T = x.size(1) and "

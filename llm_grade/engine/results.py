@@ -98,7 +98,8 @@ class GradeResult:
     isolation: dict[str, Any] = field(default_factory=dict)
     rubric: str = ""
     # pictures of what the learner's code computes on a fixed input (attention weights,
-    # positional encodings, LayerNorm statistics), as plain JSON lists; see llm_grade/output/report.py
+    # positional encodings, LayerNorm statistics), as plain JSON lists (see
+    # llm_grade/output/figures.py)
     artifacts: dict = field(default_factory=dict)
     # module file name -> SHA-256 of the bytes that were graded
     sources: dict[str, str] = field(default_factory=dict)

@@ -1,12 +1,17 @@
 """The rubric: an instructor-editable TOML file with points, visibility, forbidden APIs and
 tolerances. ``graders/rubric.toml`` is the default; ``--rubric PATH`` picks another.
 
+The bundled ``graders/rubric.toml`` is also the one place the defaults are written: a rubric
+that leaves out a component's ``forbidden`` list, a ``[tolerance]`` entry or
+``[grading] max_examples`` gets the bundled rubric's (:func:`defaults`).
+
 Every grader test must have a rubric entry and every entry a test: a mismatch stops grading
 with a message for the instructor rather than silently scoring out of a different total.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,21 +22,52 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from llm_grade.components import COMPONENTS
-from llm_grade.policy.checker import Policy
-from llm_grade.sandbox.forbidden import DEFAULT_FORBIDDEN
+from llm_grade.policy import Policy
 
 
 class RubricError(ValueError):
     """The rubric file is malformed or does not match the graders."""
 
 
-DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {
-    "float32": {"atol": 1e-4, "rtol": 1e-4},
-    "float64": {"atol": 1e-9, "rtol": 1e-7},
-    # a model under torch.autocast vs itself in float32 (GPT.mixed_precision)
-    "float16": {"atol": 1e-2, "rtol": 1e-2},
-    "bfloat16": {"atol": 8e-2, "rtol": 8e-2},
-}
+@functools.cache
+def _bundled() -> dict:
+    from llm_grade.paths import bundled
+
+    return tomllib.loads((bundled("graders") / "rubric.toml").read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What a rubric gets for what it leaves out (read from the bundled rubric)."""
+
+    forbidden: dict[str, list[str]]  # component -> forbidden API patterns
+    tolerance: dict[str, dict[str, float]]  # dtype name -> {"atol", "rtol"}
+    max_examples: int
+
+
+def defaults() -> Defaults:
+    data = _bundled()
+    return Defaults(
+        forbidden={
+            component: [str(x) for x in entry["forbidden"]]
+            for component, entry in data.get("components", {}).items()
+            if "forbidden" in entry
+        },
+        tolerance={
+            name: {"atol": float(v["atol"]), "rtol": float(v["rtol"])}
+            for name, v in data.get("tolerance", {}).items()
+            if name not in ("cuda", "mps")
+        },
+        max_examples=int(data["grading"]["max_examples"]),
+    )
+
+
+def __getattr__(name: str):
+    if name == "DEFAULT_TOLERANCES":  # dtype name -> {"atol", "rtol"}
+        return defaults().tolerance
+    if name == "DEFAULT_FORBIDDEN":  # component -> forbidden API patterns
+        return defaults().forbidden
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # Checks renamed or split since an earlier rubric: an instructor's rubric that still names
@@ -103,11 +139,11 @@ class Rubric:
     checks: dict[str, dict[str, CheckSpec]]  # component -> check id -> spec
     forbidden: dict[str, list[str]]
     tolerance: dict[str, dict[str, float]]  # dtype name -> {"atol", "rtol"}
-    max_examples: int = 20
+    max_examples: int
     limits: dict[str, float] = field(default_factory=dict)
     # device ("cuda", "mps") -> dtype name -> {"atol", "rtol"}: replaces ``tolerance`` there
     device_tolerance: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
-    # what Python a submission may use (the [policy] table; see llm_grade/policy/checker.py)
+    # what Python a submission may use (the [policy] table; see llm_grade/policy/)
     policy: Policy = field(default_factory=Policy)
     # how an older rubric was read (renamed checks, checks it predates): for the results
     notes: list[str] = field(default_factory=list)
@@ -139,7 +175,8 @@ def load_rubric(path: Path) -> Rubric:
         raise RubricError(f"{path} is not valid TOML: {exc}") from None
     checks: dict[str, dict[str, CheckSpec]] = {}
     notes: list[str] = []
-    forbidden: dict[str, list[str]] = {k: list(v) for k, v in DEFAULT_FORBIDDEN.items()}
+    default = defaults()
+    forbidden: dict[str, list[str]] = {k: list(v) for k, v in default.forbidden.items()}
     for component, entry in data.get("components", {}).items():
         if component not in COMPONENTS:
             raise RubricError(f"{path}: [components.{component}] is not a graded name of API.md")
@@ -161,7 +198,7 @@ def load_rubric(path: Path) -> Rubric:
     grading = data.get("grading", {})
     if grading.get("forbidden_api_rule", True) is False:
         forbidden = {}
-    tolerance = {k: dict(v) for k, v in DEFAULT_TOLERANCES.items()}
+    tolerance = {k: dict(v) for k, v in default.tolerance.items()}
     devices: dict[str, dict[str, dict[str, float]]] = {}
 
     def tol(where: str, value: object) -> dict[str, float]:
@@ -183,7 +220,7 @@ def load_rubric(path: Path) -> Rubric:
         checks,
         forbidden,
         tolerance,
-        int(grading.get("max_examples", 20)),
+        int(grading.get("max_examples", default.max_examples)),
         {k: float(v) for k, v in data.get("limits", {}).items()},
         devices,
         policy,

@@ -1,16 +1,18 @@
 """One grading engine for every front-end: ``pytest graders/``, ``llm-grade grade``, batch
 grading and CI all run the graders through pytest with the llm-grade plugin.
 
-:func:`grade` is what the CLI calls: it runs pytest in this (trusted) process on the bundled
-graders, lets the plugin score the run, and returns the :class:`GradeResult`.
+:func:`grade` is what the front-ends call: it makes the run's
+:class:`~llm_grade.engine.session.GradingSession` from the options, runs pytest in this
+(trusted) process on the bundled graders with that session's plugin, and returns the
+session's :class:`GradeResult`.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from llm_grade.engine.options import GradingOptions, OptionError
 from llm_grade.engine.results import GradeResult
 from llm_grade.paths import bundled
 
@@ -19,34 +21,9 @@ class GradingError(RuntimeError):
     """Grading itself could not run (bad rubric, missing folder, pytest usage error)."""
 
 
-@dataclass
-class _Catcher:
-    result: GradeResult | None = None
-
-    def pytest_sessionfinish(self, session) -> None:
-        from llm_grade.engine.plugin import _SESSION_KEY
-
-        grading = session.config.stash.get(_SESSION_KEY, None)
-        if grading is not None:
-            self.result = grading.result
-
-
-def pytest_args(
-    submission: Path,
-    *,
-    out: Path | None = None,
-    rubric: Path | None = None,
-    isolation: str = "none",
-    view: str = "learner",
-    select: str | None = None,
-    quiet: bool = False,
-    extra: list[str] | None = None,
-    device: str = "cpu",
-    jobs: int = 1,
-    sandbox: str = "auto",
-    hide: list[Path] = (),
-) -> list[str]:
-    """The pytest command line that grades ``submission`` (also used by batch workers)."""
+def pytest_args(*, select: str | None = None, quiet: bool = False, extra=()) -> list[str]:
+    """The pytest command line that runs the bundled graders (the grading options travel
+    with the session, not on this command line)."""
     graders = bundled("graders")
     args = [
         str(graders),
@@ -54,80 +31,66 @@ def pytest_args(
         "no:cacheprovider",
         "--rootdir",
         str(graders),
-        f"--submission={submission}",
-        f"--isolation={isolation}",
-        f"--grade-view={view}",
-        f"--device={device}",
-        f"--grade-jobs={jobs}",
-        f"--grade-sandbox={sandbox}",
         "-c",
         str(graders / "pytest.ini"),  # never an ini file from the caller's folder
         "-p",
         "no:unraisableexception",  # its gc.collect() at exit costs 0.2-0.3 s a grading
         "-q",
         "--no-header",
-        "--assert=plain",  # graders report through llm_grade.grading.compare, not assert rewriting
+        "--assert=plain",  # graders report through llm_grade.grading.compare, not rewriting
     ]
     if quiet:
         args += ["-qq", "--disable-warnings", "--tb=no", "-p", "no:terminalreporter"]
-    if out is not None:
-        args.append(f"--grade-out={out}")
-    if rubric is not None:
-        args.append(f"--rubric={rubric}")
     if select:
         args += ["-k", select]
-    if hide:
-        args.append("--grade-hide=" + os.pathsep.join(str(Path(p).resolve()) for p in hide))
-    return args + list(extra or [])
+    return args + list(extra)
 
 
 def grade(
-    submission: str | Path,
+    submission: str | Path | None = None,
     *,
-    out: str | Path | None = None,
-    rubric: str | Path | None = None,
-    isolation: str = "none",
-    view: str = "learner",
-    select: str | None = None,
+    options: GradingOptions | None = None,
     quiet: bool = False,
     extra: list[str] | None = None,
-    device: str = "cpu",
-    jobs: int = 1,
-    sandbox: str = "auto",
-    hide: list[Path] = (),
+    **changes: Any,
 ) -> GradeResult:
-    """Grade one submission folder; writes ``out/results.json`` when ``out`` is given.
+    """Grade one submission folder and return its result.
 
-    ``device``: ``cpu`` (default: the same score on every machine), ``cuda``, ``mps`` or
-    ``auto`` (the fastest available) for the learner's tensors. ``jobs=2`` grades the second
-    of the two fixed groups of checks in a second process (same score, about a third faster
-    on two cores). ``sandbox``: ``auto``, ``bubblewrap`` (required) or ``none`` (process
-    isolation with resource limits only). ``hide``: more folders learner code must not see."""
+    ``options`` (a :class:`GradingOptions`) or keyword arguments naming its fields (``out``,
+    ``rubric``, ``isolation``, ``view``, ``select``, ``device``, ``jobs``, ``sandbox``,
+    ``hide``) say how; ``out`` gets ``results.json``. ``quiet`` hides pytest's own output;
+    ``extra`` are more pytest arguments (a Hypothesis profile, say)."""
     import pytest
 
-    submission = Path(submission).resolve()
-    if not submission.is_dir():
-        raise GradingError(f"submission folder {submission} does not exist")
-    catcher = _Catcher()
+    from llm_grade.engine.plugin import GradingPlugin
+    from llm_grade.engine.rubric import RubricError
+    from llm_grade.engine.session import GradingSession
+
+    try:
+        options = (options or GradingOptions()).replace(**changes)
+        if submission is not None:
+            options = options.replace(submission=submission)
+    except (OptionError, TypeError) as exc:
+        raise GradingError(str(exc)) from None
+    if options.submission is None or not Path(options.submission).is_dir():
+        raise GradingError(f"submission folder {options.submission} does not exist")
+    resolved = {"submission": Path(options.submission).resolve()}
+    for name in ("out", "rubric"):
+        if getattr(options, name) is not None:
+            resolved[name] = Path(getattr(options, name)).resolve()
+    resolved["hide"] = tuple(Path(p).resolve() for p in options.hide)
+    options = options.replace(**resolved)
+    try:
+        session = GradingSession(options, bundled("graders"))
+    except RubricError as exc:
+        raise GradingError(str(exc)) from None
     code = pytest.main(
-        pytest_args(
-            submission,
-            out=Path(out).resolve() if out else None,
-            rubric=Path(rubric).resolve() if rubric else None,
-            isolation=isolation,
-            view=view,
-            select=select,
-            quiet=quiet,
-            extra=extra,
-            device=device,
-            jobs=jobs,
-            sandbox=sandbox,
-            hide=hide,
-        ),
-        plugins=[catcher],
+        pytest_args(select=options.select, quiet=quiet, extra=extra or ()),
+        plugins=[GradingPlugin(session)],
     )
-    if catcher.result is None or int(code) not in (0, 1, 5):
+    if session.result is None or int(code) not in (0, 1, 5):
+        session.close()
         raise GradingError(
             f"grading could not run (pytest exit code {int(code)}); see the messages above"
         )
-    return catcher.result
+    return session.result

@@ -13,13 +13,16 @@ from typing import Any
 
 import torch
 
-from llm_grade.engine.rubric import DEFAULT_TOLERANCES
 from llm_grade.grading.outcomes import CheckFailure
 from llm_grade.sandbox.wire import Opaque
 
-# tolerances by dtype; the rubric can override them (see Rubric.tol)
-# dtype name -> {"atol", "rtol"}; the grading run sets it from the rubric's [tolerance]
-TOLERANCES: dict[str, dict[str, float]] = {k: dict(v) for k, v in DEFAULT_TOLERANCES.items()}
+
+def tolerance(dtype: torch.dtype | str) -> dict[str, float]:
+    """``{"atol", "rtol"}`` for ``dtype`` in this grading run: the rubric's ``[tolerance]``
+    (and its device table), else the defaults (see :mod:`llm_grade.grading.context`)."""
+    from llm_grade.grading.context import current
+
+    return current().tolerance(dtype)
 
 
 NON_FINITE_HINT = (
@@ -155,7 +158,7 @@ def expect_close(
     if got.is_floating_point() and not bool(torch.isfinite(got).all()):
         # non-finite where the reference is finite: the generic cause plus the grader's hint
         expect_tensor(got, what, case=case, hint=f"{NON_FINITE_HINT} {hint}".strip())
-    tol = TOLERANCES.get(dtype_name(expected.dtype), TOLERANCES["float32"])
+    tol = tolerance(expected.dtype)
     atol = tol["atol"] if atol is None else atol
     rtol = tol["rtol"] if rtol is None else rtol
     if not expected.is_floating_point():
@@ -230,7 +233,7 @@ def fail(message: str, *, case: str = "", hint: str = "", detail: str = "") -> N
 
 def loosely_close(a: torch.Tensor, b: torch.Tensor) -> bool:
     """``a`` is a tensor like ``b`` and within ten times the tolerance of it."""
-    tol = TOLERANCES.get(dtype_name(b.dtype), TOLERANCES["float32"])
+    tol = tolerance(b.dtype)
     return (
         type(a) is torch.Tensor
         and a.shape == b.shape

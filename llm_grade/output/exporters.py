@@ -19,7 +19,7 @@ from typing import Any
 
 from llm_grade.engine.feedback import format_check, format_summary, points
 from llm_grade.engine.results import CheckResult, GradeResult
-from llm_grade.output.report import clean
+from llm_grade.output.text import clean
 
 GRADESCOPE_VISIBILITY = ("hidden", "after_due_date", "after_published", "visible")
 HIDDEN_LINE = "Hidden check: its details are shown to instructors only."

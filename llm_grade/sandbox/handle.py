@@ -6,33 +6,26 @@ and call a function or method on tensors. It gets back plain data (see
 :mod:`llm_grade.grading.outcomes` (not implemented, learner
 exception, forbidden call, missing name). How requests reach the learner's code is the
 transport's business: in-process (``isolation="none"``) or a sandboxed worker process.
+
+Trusted side (the grading process). Here: :class:`Submission`'s public interface and
+:func:`open_submission`; the plumbing beneath it (time budgets, queued requests sent in one
+batch, error records turned into outcomes) is :class:`llm_grade.sandbox.channel.Channel`.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from llm_grade.grading.outcomes import (
-    CheckFailure,
-    ForbiddenCall,
-    GradingOutcome,
-    LearnerError,
-    MissingComponent,
-    NotImplementedYet,
-    StateDictReport,
-    WorkerFailure,
-)
+from llm_grade.grading.outcomes import StateDictReport
+from llm_grade.sandbox.channel import Channel, Transport, state_dict_report
 from llm_grade.sandbox.executor import GRADER_IDS
 from llm_grade.sandbox.wire import Opaque, sanitize
-
-Transport = Callable[[dict], dict]
 
 
 def describe_value(value: Any) -> str:
@@ -58,15 +51,7 @@ def _dtype_name(dtype: torch.dtype | None) -> str | None:
     return None if dtype is None else str(dtype).replace("torch.", "")
 
 
-def _report(plain: dict) -> StateDictReport:
-    return StateDictReport(
-        plain["missing"],
-        plain["unexpected"],
-        [(k, tuple(a), tuple(b)) for k, a, b in plain["shape_mismatch"]],
-    )
-
-
-class Submission:
+class Submission(Channel):
     """A learner's submission folder, reachable only through plain requests."""
 
     def __init__(
@@ -78,173 +63,21 @@ class Submission:
         close: Callable[[], None] | None = None,
         renew: Callable[[], None] | None = None,
     ):
+        super().__init__(transport)
         self.root = Path(root)
         self.isolation = isolation
-        self._transport = transport
         self._close = close
         self._renew = renew
         self.labels: dict[int, str] = {}
         self._oracles: list[str] | None = None
         self._sent: set[str] = set()  # oracles whose source the executor has
         self.description: dict[str, Any] = {"mode": isolation}
-        # requests whose answer the grader does not need right away wait here and travel with
-        # the next request that needs one (one round trip instead of several)
-        self._queue: list[tuple[dict, str, str]] = []
-        self._made: list[int] = []  # objects built in the current Hypothesis example
         self._ids = itertools.count(GRADER_IDS)
         self.device = "cpu"
-        # time bounds, decided here on the trusted side (see set_budget / begin_check)
-        self.deadline: float | None = None  # time.monotonic() when the submission's time is up
-        self.check_budget_s: float | None = None  # seconds of learner calls one check may use
-        self._check: str = ""  # the component whose check runs now
-        self._check_spent = 0.0
-        self.too_slow: dict[str, str] = {}  # component -> why it stopped early
 
     def describe(self) -> dict[str, Any]:
         """How learner code ran (mode, sandbox, limits), for results.json and reports."""
         return self.description
-
-    # ----------------------------------------------------------------- time
-
-    def set_budget(self, total_s: float | None, check_s: float | None) -> None:
-        """At most ``total_s`` seconds for the whole submission from now, and ``check_s``
-        seconds of calls into learner code per check."""
-        self.deadline = None if total_s is None else time.monotonic() + total_s
-        self.check_budget_s = check_s
-        if hasattr(self._transport, "deadline"):
-            self._transport.deadline = self.deadline
-
-    def begin_check(self, component: str) -> None:
-        """A check of ``component`` starts: it ends at once when the submission's time is up
-        or an earlier check of the component was too slow."""
-        self._check, self._check_spent = component, 0.0
-        if component in self.too_slow:
-            raise WorkerFailure(component, "", "slow", self.too_slow[component])
-        self._check_deadline()
-
-    def _check_deadline(self) -> None:
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            raise WorkerFailure(
-                self._check,
-                "",
-                "budget",
-                "Time budget exhausted: grading this submission took longer than the "
-                "rubric allows, so its remaining checks were not run (0 points).",
-            )
-
-    def _send(self, request: dict) -> dict:
-        """One round trip through the transport, timed against the budgets."""
-        self._check_deadline()
-        started = time.monotonic()
-        try:
-            return self._transport(request)
-        finally:
-            self._check_spent += time.monotonic() - started
-            limit = self.check_budget_s
-            if limit is not None and self._check and self._check_spent > limit:
-                why = (
-                    f"Too slow: this check's calls into your code took {self._check_spent:.0f} s "
-                    f"(the limit is {limit:g} s per check), so {self._check} was stopped early."
-                )
-                self.too_slow[self._check] = why
-                raise WorkerFailure(self._check, "", "slow", why)
-
-    # ----------------------------------------------------------------- plumbing
-
-    def _request(self, op: str, component: str, call: str, /, **args: Any) -> Any:
-        request = {"op": op, "component": component, "call": call, "args": args}
-        if not self._queue:
-            reply = self._send(request)
-            if reply["ok"]:
-                return reply["value"]
-            raise self._outcome(reply["error"], component, call)
-        queued, self._queue = [*self._queue, (request, component, call)], []
-        return self._batch_value(queued, self._send(self._batch(queued)))
-
-    @staticmethod
-    def _batch(queued: list[tuple[dict, str, str]]) -> dict:
-        calls = list(dict.fromkeys(c for _, _, c in queued if c))
-        return {
-            "op": "batch",
-            "component": queued[-1][1],
-            "call": "; ".join(calls[-3:]),
-            "args": {"requests": [r for r, _, _ in queued]},
-        }
-
-    def _batch_value(self, queued: list[tuple[dict, str, str]], reply: dict) -> Any:
-        """The last request's value, or the first error raised as the outcome of the request
-        that caused it."""
-        if not reply["ok"]:  # the worker itself failed (timeout, crash, limit)
-            batch = self._batch(queued)
-            raise self._outcome(reply["error"], batch["component"], batch["call"])
-        value = reply["value"]
-        failed = value.get("failed") if isinstance(value, dict) else None
-        if failed is not None:
-            _, component, call = queued[failed]
-            raise self._outcome(value["error"], component, call)
-        return value["values"][-1]
-
-    def _defer(self, op: str, component: str, call: str, /, **args: Any) -> None:
-        """Queue a request whose answer is only "done" (errors surface at the next flush)."""
-        request = {"op": op, "component": component, "call": call, "args": args}
-        self._queue.append((request, component, call))
-
-    def flush(self) -> None:
-        """Send queued requests now and wait; raise the first error among them."""
-        if self._queue:
-            queued, self._queue = self._queue, []
-            self._batch_value(queued, self._send(self._batch(queued)))
-
-    def end_example(self) -> None:
-        """A Hypothesis example ended: drop what it left queued (it raised before its requests
-        were needed) and forget the objects it built (that request goes with the next one)."""
-        session = ("release", "load_oracles", "use_oracles", "device")
-        self._queue = [q for q in self._queue if q[0]["op"] in session]
-        if self._made:
-            self._defer("release", "", "", refs=self._made)
-            self._made = []
-
-    @staticmethod
-    def _outcome(error: dict, component: str, call: str) -> BaseException:
-        kind = error.get("kind")
-        if kind == "not_implemented":
-            return NotImplementedYet(error.get("component") or component, error.get("call") or call)
-        if kind == "forbidden":
-            return ForbiddenCall(error["component"], error["api"], error["file"], error["line"])
-        if kind == "missing":
-            return MissingComponent(error["message"])
-        if kind == "exception":
-            return LearnerError(
-                error.get("component") or component,
-                call,
-                error["exc_type"],
-                error["message"],
-                error.get("traceback", ""),
-            )
-        if kind == "state_dict":
-            from llm_grade.grading.toolkit import STATE_DICT_HINT, state_dict_message
-
-            report = _report(error)
-            return CheckFailure(
-                state_dict_message(error.get("component") or component, report, call),
-                hint=STATE_DICT_HINT,
-            )
-        if kind == "import_crash":  # the module ended the worker while it was imported
-            return GradingOutcome(
-                error["message"],
-                hint="Code at the top level of a module runs when it is imported: keep only "
-                "imports, definitions and constants there (demos go under "
-                'if __name__ == "__main__":), and never exit the process.',
-            )
-        if kind in ("timeout", "limit", "worker", "protocol", "leftover", "budget"):
-            return WorkerFailure(component, call, kind, error.get("message", "the worker failed"))
-        return LearnerError(
-            component,
-            call,
-            error.get("exc_type", "WorkerError"),
-            error.get("message", "the worker failed"),
-            error.get("traceback", ""),
-        )
 
     def _label(self, target: Any) -> str:
         if isinstance(target, str):
@@ -329,7 +162,7 @@ class Submission:
             target=target,
             state_dict=state_dict,
         )
-        return _report(report)
+        return state_dict_report(report)
 
     def build_loaded(
         self,

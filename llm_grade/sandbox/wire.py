@@ -5,6 +5,10 @@ exact ``torch.Tensor`` objects (detached copies), numbers, strings, ``None``, de
 lists, tuples and string-keyed dicts of those, and object references. Anything else becomes an
 :class:`Opaque` record that names its type, so a grader can say "returned a numpy.ndarray"
 instead of ever holding a learner-made object.
+
+:func:`encode` and :func:`decode` turn such plain data into bytes and back; each message travels
+as one frame of :mod:`llm_grade.sandbox.framing` (the framing of this protocol, kept in a module
+of its own because this one imports torch). Both sides of the trust boundary use this module.
 """
 
 from __future__ import annotations

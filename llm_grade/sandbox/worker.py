@@ -3,8 +3,10 @@
 Started by :mod:`llm_grade.sandbox.transport` (inside bubblewrap where available), it imports the
 engine modules it needs, closes the doors to the trusted code (an import hook refuses
 ``reference``, ``graders``, the tests and the rest of ``llm_grade``; the sandbox masks their
-files), then answers framed requests on one pipe with framed replies on another. Everything it sends
-is encoded by :func:`llm_grade.sandbox.wire.encode`: plain data only.
+files), then answers framed requests on one pipe with framed replies on another (see
+:mod:`llm_grade.sandbox.framing`). The first frame it reads is its configuration (the
+forbidden-API table), sent by the transport right after the spawn. Everything it sends is
+encoded by :func:`llm_grade.sandbox.wire.encode`: plain data only. Learner side.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import importlib.abc
 import json
 import os
 import sys
+
+from llm_grade.sandbox.framing import read_frame, write_frame
 
 BLOCKED_TOP_LEVEL = (
     "reference",
@@ -37,40 +41,28 @@ class _BlockTrustedImports(importlib.abc.MetaPathFinder):
         return None
 
 
-def read_frame(fd: int) -> bytes | None:
-    header = _read_exact(fd, 8)
-    if header is None:
-        return None
-    return _read_exact(fd, int.from_bytes(header, "little"))
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The worker's command line (the forbidden-API table comes as the first frame instead):
+    the arguments are defined once, in :data:`llm_grade.engine.options.WORKER_ARGUMENTS`."""
+    from llm_grade.engine.options import worker_parser
+
+    return worker_parser().parse_args(argv)
 
 
-def _read_exact(fd: int, n: int) -> bytes | None:
-    chunks, remaining = [], n
-    while remaining:
-        chunk = os.read(fd, min(remaining, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
-
-
-def write_frame(fd: int, payload: bytes) -> None:
-    data = len(payload).to_bytes(8, "little") + payload
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+def read_config(fd: int) -> dict:
+    """The first frame the transport sends after spawning the worker: JSON plain data,
+    ``{"forbidden": {component: [forbidden APIs]}}``."""
+    frame = read_frame(fd)
+    if frame is None:
+        sys.exit("the grader closed the pipe before sending the worker's configuration")
+    config = json.loads(frame)
+    return {"forbidden": config.get("forbidden") or {}}
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--submission", required=True)
-    parser.add_argument("--fd-in", type=int, required=True)
-    parser.add_argument("--fd-out", type=int, required=True)
-    parser.add_argument("--forbidden", default="{}", help="JSON: component -> forbidden APIs")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
+    fd_in, fd_out = args.fd_in, args.fd_out
+    config = read_config(fd_in)
 
     import torch
 
@@ -78,12 +70,19 @@ def main(argv: list[str] | None = None) -> None:
     # import every engine module the worker needs *before* closing the doors; the import path
     # stays whole (torch imports sympy, numpy... lazily), only trusted code is refused, and
     # under bubblewrap its files are masked wherever they are installed
-    from llm_grade.sandbox import executor, specimens, wire  # noqa: F401
+    # (framing is imported above; executor imports forbidden, learner_errors and module_ops)
+    from llm_grade.sandbox import (  # noqa: F401
+        executor,
+        forbidden,
+        learner_errors,
+        module_ops,
+        specimens,
+        wire,
+    )
 
     sys.meta_path.insert(0, _BlockTrustedImports())
 
-    fd_in, fd_out = args.fd_in, args.fd_out
-    ex = executor.Executor(args.submission, json.loads(args.forbidden))
+    ex = executor.Executor(args.submission, config["forbidden"])
     write_frame(fd_out, wire.encode({"ready": True, "pid": os.getpid()}))
     while True:
         frame = read_frame(fd_in)

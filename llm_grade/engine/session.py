@@ -1,0 +1,387 @@
+"""The scoring session: one grading run's state, from the options to the results.
+
+A :class:`GradingSession` is made from :class:`~llm_grade.engine.options.GradingOptions` by
+whoever starts the run (:func:`llm_grade.engine.run.grade`, or the graders' conftest under a
+bare ``pytest graders/``). It stages the submission, checks it against the submission policy,
+starts the worker, owns the submission handle and the run's
+:class:`~llm_grade.grading.context.GradingContext`, turns each check's outcome into a
+:class:`~llm_grade.engine.results.CheckResult` with the rubric's points, and assembles the
+:class:`~llm_grade.engine.results.GradeResult`. The pytest hooks that drive it live in
+:mod:`llm_grade.engine.plugin`; nothing here depends on pytest's hook order.
+
+Trusted side: learner code is reached only through the handle.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from llm_grade.components import COMPONENTS, module_of, parts_of
+from llm_grade.engine.environment import environment, load_package, resolve_device
+from llm_grade.engine.options import GradingOptions
+from llm_grade.engine.results import STATUSES, CheckResult, ComponentResult, GradeResult
+from llm_grade.grading.context import GradingContext
+from llm_grade.grading.outcomes import (
+    ForbiddenCall,
+    GradingOutcome,
+    LearnerError,
+    PolicyRefused,
+    Settled,
+    WorkerFailure,
+)
+
+
+@dataclass(frozen=True)
+class CheckId:
+    """Which check a grader test is: its component, rubric name, title and node id."""
+
+    component: str
+    name: str
+    title: str
+    nodeid: str
+
+
+class GradingSession:
+    """State of one grading run: options, rubric, staged submission, handle, results."""
+
+    def __init__(self, options: GradingOptions, graders_dir: Path):
+        from llm_grade.engine.rubric import load_rubric
+        from llm_grade.paths import bundled
+
+        self.started = time.perf_counter()
+        self.options = options
+        self.graders_dir = graders_dir
+        self.rubric = load_rubric(options.rubric or graders_dir / "rubric.toml")
+        self.submission_path = Path(options.submission or bundled("stubs")).resolve()
+        self.learner_view = options.view != "instructor"
+        self.device = "cpu"  # resolved in start(), once torch is imported
+        self.results: dict[str, CheckResult] = {}
+        self.order: dict[str, int] = {}  # nodeid -> place in the graders' order
+        self.static_violations = []
+        self.result: GradeResult | None = None
+        self.staged = None  # the copy of the submission that is graded (see stage())
+        self.refused: dict[str, str] = {}  # component -> why the submission policy refuses it
+        self.context: GradingContext | None = None
+        self._context_token = None
+        self._policy_changed = False  # the policy cut code out of the staged copy
+        self._handle = None
+        self._transport = None
+        self._stage_dir: str | None = None
+
+    @property
+    def isolation(self) -> str:
+        return self.options.isolation
+
+    # -------------------------------------------------------------- start
+
+    def start(self, *, will_run: bool = True) -> None:
+        """Stage the submission and start the worker (it imports torch while this process
+        does: two cores, half the wait), then resolve the device, apply the policy and make
+        this run's context current."""
+        if self.submission_path.is_dir() and will_run:
+            self.stage()
+        if self.isolation == "process" and self.staged is not None:
+            from llm_grade.sandbox.transport import start_worker
+
+            self._transport = start_worker(
+                self.staged.root,
+                forbidden=self.rubric.forbidden,
+                limits=self.rubric.limits,
+                masks=self.masks(),
+                sandbox=self._sandbox(),
+                gpu=self.options.device in ("cuda", "auto"),
+            )
+        import torch
+
+        from llm_grade.grading import context
+
+        # graders use tiny tensors: one thread is fastest, and several OpenMP threads on a
+        # busy machine (or beside a worker process) spin-wait for each other
+        torch.set_num_threads(1)
+        self.device = resolve_device(self.options.device)
+        if self.staged is not None:
+            self.apply_policy()
+        tolerances = {k: dict(v) for k, v in self.rubric.tolerance.items()}
+        tolerances.update(self.rubric.device_tolerance.get(self.device, {}))
+        self.context = GradingContext(tolerances=tolerances)
+        self._context_token = context.activate(self.context)
+
+    def _sandbox(self) -> str:
+        return "bwrap" if self.options.sandbox == "bubblewrap" else self.options.sandbox
+
+    def stage(self) -> None:
+        """Copy the submission's modules into a fresh folder: only that copy is ever
+        imported (see :func:`llm_grade.classroom.staging.stage_folder`)."""
+        from llm_grade.classroom.staging import stage_folder
+
+        self._stage_dir = tempfile.mkdtemp(prefix="llm-grade-staged-")
+        self.staged = stage_folder(self.submission_path, Path(self._stage_dir) / "submission")
+
+    def apply_policy(self) -> None:
+        """Check the staged sources against the rubric's submission policy (on this trusted
+        side, from the AST) and stage what the worker may import instead: refused code is
+        stubbed out, so it never runs. The worker has not imported anything yet."""
+        from llm_grade.policy import check_submission
+
+        root, sources = self.staged.root, self.staged.texts
+        for module, check in check_submission(sources, self.rubric.policy).items():
+            if check.cleaned_source != sources[module]:
+                (root / f"{module}.py").write_text(check.cleaned_source, encoding="utf-8")
+                self._policy_changed = True
+            for component in sorted(check.refused_components):
+                own = [v for v in check.violations if v.component == component]
+                shared = [v for v in check.violations if v.component is None]
+                first = (own or shared)[0]
+                more = len(own or shared) - 1
+                message = first.message()
+                if first.component is None:
+                    message += (
+                        f" That code is outside the graded definitions, so it costs every "
+                        f"component of {module}.py."
+                    )
+                if more:
+                    message += f" ({more} more refused construct{'s' * (more > 1)} there.)"
+                self.refused[component] = message
+
+    def masks(self) -> list[Path]:
+        """Folders learner code must not see: every copy of the reference, the graders and
+        the oracles, the graders in use, the learner's original folder and the output."""
+        from llm_grade.sandbox.confine import trusted_paths
+
+        masks = [*trusted_paths(), self.graders_dir, self.submission_path]
+        masks += [Path(p).resolve() for p in self.options.hide if str(p) not in ("", ".")]
+        if self.options.out:
+            masks.append(Path(self.options.out))
+        return masks
+
+    # -------------------------------------------------------------- fixtures' backing
+
+    def submission(self):
+        """The submission handle (opened on first use): the graders' only way to learner
+        code."""
+        if self._handle is None:
+            from llm_grade.policy.forbidden import scan_submission
+            from llm_grade.sandbox.handle import open_submission
+            from llm_grade.sandbox.limits import Limits
+
+            if self.staged is None:  # not a folder: open_submission says so
+                raise FileNotFoundError(f"submission folder {self.submission_path} does not exist")
+            root = self.staged.root
+            unchanged = not self._policy_changed and not self.staged.skipped
+            if self.isolation == "none" and unchanged:
+                # fast local mode: the learner's own files, so a debugger's breakpoints and
+                # tracebacks point at them (same sources, so the same score)
+                root = self.submission_path
+            self.static_violations = scan_submission(root, self.rubric.forbidden)
+            self._handle = open_submission(
+                root,
+                isolation=self.isolation,
+                forbidden=self.rubric.forbidden,
+                limits=self.rubric.limits,
+                masks=self.masks(),
+                sandbox=self._sandbox(),
+                transport=self._transport,
+                gpu=self.device == "cuda",
+            )
+            self._transport = None
+            if self.device != "cpu":
+                self._handle.set_device(self.device)
+            limits = Limits.from_mapping(self.rubric.limits)
+            spent = time.perf_counter() - self.started
+            self._handle.set_budget(limits.budget_s - spent, limits.check_budget_s)
+        return self._handle
+
+    def reference(self):
+        from llm_grade.paths import bundled
+
+        return load_package(bundled("reference"), "_llm_grade_reference")
+
+    @property
+    def handle(self):
+        """The handle if it is open (else None)."""
+        return self._handle
+
+    # -------------------------------------------------------------- one check
+
+    def begin(self, check: CheckId, *, renew: bool) -> None:
+        """Before a check runs: a fresh worker for a new group, the time budget, the trusted
+        parts (credit isolation), and the outcomes decided from the source alone."""
+        handle = self.submission()
+        if renew:
+            handle.renew()
+        handle.begin_check(check.component)  # ends at once when time is up or it was too slow
+        # credit isolation: while grading one component, the graded parts it is built from
+        # (API.md) are trusted oracles wherever the learner's code uses them
+        handle.use_oracles(list(parts_of(check.component)))
+        if check.component in self.refused:
+            raise PolicyRefused(check.component, self.refused[check.component])
+        for violation in self.static_violations:
+            if violation.component == check.component:
+                raise ForbiddenCall(
+                    violation.component, violation.api, violation.file, violation.line
+                )
+
+    def blank_result(self, check: CheckId) -> CheckResult:
+        """The check's result before anything is known: passed, with its rubric points."""
+        spec = self.rubric.spec(check.component, check.name)
+        return CheckResult(
+            name=check.name,
+            component=check.component,
+            title=check.title,
+            status="passed",
+            points=spec.points,
+            max_points=spec.points,
+            hidden=spec.hidden,
+            nodeid=check.nodeid,
+        )
+
+    def record(self, check: CheckId, exc: BaseException | None, duration: float) -> CheckResult:
+        """The result of ``check`` given the exception it ended with (None: it passed)."""
+        import pytest
+
+        result = self.blank_result(check)
+        result.duration_s = duration
+        if exc is not None:
+            exc = _unwrap(exc)
+            if isinstance(exc, Settled):
+                exc = exc.outcome
+            result.points = 0.0
+            if isinstance(exc, (GradingOutcome, WorkerFailure)):
+                result.status = exc.status
+                result.message = exc.message
+                result.hint = exc.hint
+                result.counterexample = exc.counterexample
+                result.diff = getattr(exc, "diff", None)
+                if isinstance(exc, LearnerError):
+                    from llm_grade.engine.feedback import crash_hint
+
+                    result.traceback = exc.traceback
+                    result.counterexample = exc.call
+                    result.hint = exc.hint or crash_hint(
+                        exc.exc_message, exc.call, result.name, exc.exc_type
+                    )
+            elif isinstance(exc, pytest.skip.Exception):
+                result.status, result.message = "skipped", str(exc)
+                result.points = result.max_points  # a skipped check costs nothing
+            elif _is_flaky(exc):
+                result.status = "failed"
+                result.message = (
+                    "Your code gave different results for the same input, so the "
+                    "check could not be reproduced."
+                )
+                result.hint = (
+                    "Is some randomness (dropout in eval mode, torch.rand) or global "
+                    "state changing between calls?"
+                )
+            else:
+                result.status = "error"
+                result.message = (
+                    f"The grader itself failed ({type(exc).__name__}: {exc}). "
+                    f"This is a bug in llm-grade, not in your code: please report it."
+                )
+        self.results[check.nodeid] = result
+        return result
+
+    def adopt(self, check: CheckId, reported: CheckResult | None) -> CheckResult | None:
+        """Another process's result for ``check`` with name, points and visibility from this
+        session's rubric (it reports outcomes, it does not decide points); None when missing
+        or malformed."""
+        if reported is None or reported.status not in STATUSES:
+            return None
+        result = self.blank_result(check)
+        result.status = reported.status
+        result.points = result.max_points if reported.status in ("passed", "skipped") else 0.0
+        for name in ("message", "hint", "counterexample", "traceback", "duration_s", "diff"):
+            setattr(result, name, getattr(reported, name))
+        self.results[check.nodeid] = result
+        return result
+
+    # -------------------------------------------------------------- the end
+
+    def assemble(self) -> GradeResult:
+        by_component: dict[str, ComponentResult] = {}
+        for check in self.results.values():
+            comp = by_component.setdefault(
+                check.component, ComponentResult(check.component, module_of(check.component))
+            )
+            comp.checks.append(check)
+        for comp in by_component.values():  # the graders' order, whatever order they ran in
+            comp.checks.sort(key=lambda c: self.order.get(c.nodeid, len(self.order)))
+        # a forbidden call anywhere in a component zeroes all of it
+        for comp in by_component.values():
+            forbidden = [c for c in comp.checks if c.status == "forbidden"]
+            for check in comp.checks:
+                if forbidden and check.status != "forbidden":
+                    check.status, check.points = "forbidden", 0.0
+                    check.message = forbidden[0].message
+        from llm_grade.engine.explain import settle
+
+        order = list(COMPONENTS)
+        components = sorted(by_component.values(), key=lambda c: order.index(c.name))
+        settle(components)  # end-to-end checks and secondary failures, once all are known
+        isolation = self._handle.describe() if self._handle else {"mode": self.isolation}
+        self.result = GradeResult(
+            str(self.submission_path),
+            components,
+            time.perf_counter() - self.started,
+            environment(self.device),
+            isolation,
+            str(self.rubric.path),
+            sources=dict(self.staged.sources) if self.staged else {},
+            notes=(list(self.staged.notes) if self.staged else []) + list(self.rubric.notes),
+        )
+        return self.result
+
+    def finish(self) -> GradeResult:
+        """Assemble the results, draw the report's pictures (a handful of calls through the
+        same handle), write results.json, and release everything the run held."""
+        result = self.assemble()
+        out = self.options.out
+        if self._handle is not None and out:
+            from llm_grade.grading.visuals import collect
+
+            try:
+                self._handle.begin_check("")
+                result.artifacts = collect(self._handle, self.reference())
+            except WorkerFailure:  # out of time: the report goes without pictures
+                result.artifacts = {}
+        if out:
+            result.write_json(Path(out) / "results.json")
+        self.close()
+        return result
+
+    def close(self) -> None:
+        """Close the handle (or the unused worker), remove the staged copy, and end this
+        run's context. Safe to call twice."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        if self._transport is not None:  # started, never used (nothing was selected)
+            self._transport.close()
+            self._transport = None
+        if self._stage_dir is not None:
+            shutil.rmtree(self._stage_dir, ignore_errors=True)
+            self._stage_dir = None
+        if self._context_token is not None:
+            from llm_grade.grading import context
+
+            token, self._context_token = self._context_token, None
+            try:
+                context.deactivate(token)
+            except ValueError:  # made current in another thread's context: it ends there
+                pass
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """Hypothesis may wrap the failure in an ExceptionGroup; return the first real one."""
+    while isinstance(getattr(exc, "exceptions", None), tuple) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _is_flaky(exc: BaseException) -> bool:
+    return type(exc).__name__ in ("Flaky", "FlakyFailure", "FlakyReplay")

@@ -1,0 +1,213 @@
+"""The pictures of the HTML report: attention weights, positional encodings and LayerNorm
+statistics from ``results.json["artifacts"]`` (:func:`artifact_figures`), and expected, got
+and their difference for one failed check (:func:`diff_figure`), each a :class:`Figure` of
+panels laid out by :mod:`llm_grade.output.geometry`.
+
+Trusted side: only reads plain JSON values from ``results.json``; nothing here runs learner
+code. Learner text (error messages, descriptions) is cleaned and reaches the page only as
+autoescaped template variables.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from llm_grade.output.colours import DIVERGING, ERROR, SEQUENTIAL, ramp
+from llm_grade.output.geometry import (
+    Figure,
+    Legend,
+    Panel,
+    heatmap,
+    matrix,
+    stats_plot,
+    vector,
+)
+from llm_grade.output.text import clean, fmt
+
+
+def _missing(error: Any, what: str) -> str:
+    """Why the learner's side of a picture is empty."""
+    if error and "not implemented" in str(error).lower():
+        return f"Not implemented yet: {what} from your code will appear here."
+    if error:
+        return f"Your code could not produce {what}: {clean(error, 600)}"
+    return f"No {what} from your code (the component is not implemented yet or was not run)."
+
+
+def attention_figure(data: Any) -> Figure | None:
+    if not isinstance(data, dict):
+        return None
+    ref = matrix(data.get("reference"))
+    if ref is None:
+        return None
+    mask = data.get("mask")
+    bools = None
+    if (
+        isinstance(mask, list)
+        and len(mask) == len(ref)
+        and all(isinstance(r, list) and len(r) == len(ref[0]) for r in mask)
+    ):
+        bools = [[v is True or v == 1 for v in r] for r in mask]
+
+    def color(v: float) -> str:
+        return ramp(SEQUENTIAL, v)
+
+    def panel(title: str, m: list[list[float]] | None) -> Panel:
+        if m is None:
+            return Panel(title, message=_missing(data.get("error"), "attention weights"))
+        same = len(m) == len(ref) and len(m[0]) == len(ref[0])
+        h = heatmap(title, m, color, mask=bools if same else None, width=210)
+        h.row_axis, h.col_axis = "query position", "key position"
+        h.side_title = "row sum"
+        h.side = [(f"{sum(r):.2f}", not abs(sum(r) - 1) < 1e-3) for r in m]
+        note = "" if same else f"shape {len(m)}×{len(m[0])}, expected {len(ref)}×{len(ref[0])}"
+        return Panel(title, heatmap=h, message=note)
+
+    notes = ["each row is a distribution over keys: its sum must be 1"]
+    if bools:
+        notes.append("hatched: masked (weight must be 0); red outline: masked but not 0")
+    learner = matrix(data.get("learner"))
+    figure = Figure(
+        "attention",
+        "Attention weights",
+        clean(data.get("description"), 600),
+        [panel("Reference", ref), panel("Your code", learner)],
+        [Legend(SEQUENTIAL, "0", "1", notes, "weight")],
+    )
+    return _with_difference(figure, ref, learner, labels=None)
+
+
+def _with_difference(
+    figure: Figure, ref: list[list[float]], learner: list[list[float]] | None, labels: bool | None
+) -> Figure:
+    """Add a third panel, |yours - reference|, when both have the same shape."""
+    if learner is None or (len(learner), len(learner[0])) != (len(ref), len(ref[0])):
+        return figure
+    error = [
+        [abs(a - b) for a, b in zip(ra, rb, strict=True)]
+        for ra, rb in zip(learner, ref, strict=True)
+    ]
+    worst = max([v for r in error for v in r if math.isfinite(v)] + [0.0])
+    top = max(worst, 1e-12)
+    h = heatmap(
+        "|yours − reference|",
+        error,
+        lambda v: ramp(ERROR, v / top),
+        labels=labels,
+        width=figure.panels[0].heatmap.cols * figure.panels[0].heatmap.size,
+    )
+    h.row_axis, h.col_axis = figure.panels[0].heatmap.row_axis, figure.panels[0].heatmap.col_axis
+    figure.panels.append(Panel(h.title, heatmap=h))
+    note = "identical to the reference" if worst == 0 else f"largest difference {fmt(worst)}"
+    figure.legends.append(
+        Legend(ERROR, "0", fmt(top) if worst else "0", [note], "|yours − reference|")
+    )
+    return figure
+
+
+def positional_figure(data: Any) -> Figure | None:
+    if not isinstance(data, dict):
+        return None
+    ref = matrix(data.get("reference"))
+    if ref is None:
+        return None
+
+    def color(v: float) -> str:
+        return ramp(DIVERGING, (v + 1) / 2)
+
+    def panel(title: str, m: list[list[float]] | None) -> Panel:
+        if m is None:
+            return Panel(title, message=_missing(data.get("error"), "a positional encoding"))
+        h = heatmap(title, m, color, labels=False, width=260)
+        h.row_axis, h.col_axis = "position", "feature"
+        return Panel(title, heatmap=h)
+
+    learner = matrix(data.get("learner"))
+    figure = Figure(
+        "positional_encoding",
+        "Positional encoding",
+        clean(data.get("description"), 600),
+        [panel("Reference", ref), panel("Your code", learner)],
+        [Legend(DIVERGING, "−1", "+1", ["row p is the encoding added at position p"], "value")],
+    )
+    return _with_difference(figure, ref, learner, labels=False)
+
+
+def layernorm_figure(data: Any) -> Figure | None:
+    if not isinstance(data, dict) or not isinstance(data.get("reference"), dict):
+        return None
+    ref_mean, ref_var = (vector(data["reference"].get(k)) for k in ("mean", "var"))
+    if ref_mean is None or ref_var is None:
+        return None
+    learner = data.get("learner") if isinstance(data.get("learner"), dict) else {}
+    got_mean, got_var = (vector(learner.get(k)) for k in ("mean", "var"))
+    panels = [
+        Panel("Mean of each output row", plot=stats_plot("mean", 0.0, ref_mean, got_mean)),
+        Panel("Variance of each output row", plot=stats_plot("var", 1.0, ref_var, got_var)),
+    ]
+    if got_mean is None or got_var is None:
+        panels[0].message = _missing(data.get("error"), "LayerNorm outputs")
+    return Figure("layernorm", "LayerNorm statistics", clean(data.get("description"), 600), panels)
+
+
+def diff_figure(diff: Any) -> Figure | None:
+    """Expected, got and |got - expected| of one failed check (a slice of at most 16x16)."""
+    if not isinstance(diff, dict):
+        return None
+    expected, got = matrix(diff.get("expected"), 16, 16), matrix(diff.get("got"), 16, 16)
+    if (
+        expected is None
+        or got is None
+        or (len(expected), len(expected[0])) != (len(got), len(got[0]))
+    ):
+        return None
+    error = [
+        [abs(g - e) for e, g in zip(er, gr, strict=True)]
+        for er, gr in zip(expected, got, strict=True)
+    ]
+    finite = [abs(v) for r in expected + got for v in r if math.isfinite(v)]
+    scale = max(finite + [1e-12])
+    worst = max([v for r in error for v in r if math.isfinite(v)] + [0.0])
+
+    def values(v: float) -> str:
+        return ramp(DIVERGING, (v / scale + 1) / 2)
+
+    def errors(v: float) -> str:
+        return ramp(ERROR, v / worst if worst > 0 else 0.0)
+
+    def tip(i: int, j: int, v: float) -> str:
+        return (
+            f"[{i}, {j}] expected {fmt(expected[i][j])}, got {fmt(got[i][j])}, "
+            f"|diff| {fmt(error[i][j])}"
+        )
+
+    maps = [
+        heatmap("Expected", expected, values, labels=False, width=160, tip=tip),
+        heatmap("Got", got, values, labels=False, width=160, tip=tip),
+        heatmap("|got − expected|", error, errors, labels=False, width=160, tip=tip),
+    ]
+    return Figure(
+        "diff",
+        "Where your output differs",
+        clean(diff.get("where"), 300),
+        [Panel(h.title, heatmap=h) for h in maps],
+        [
+            Legend(DIVERGING, f"−{fmt(scale)}", f"+{fmt(scale)}", [], "expected and got"),
+            Legend(
+                ERROR, "0", fmt(worst), [f"largest difference {fmt(worst)}"], "|got − expected|"
+            ),
+        ],
+    )
+
+
+def artifact_figures(artifacts: Any) -> list[Figure]:
+    """The pictures in ``results.json["artifacts"]``; missing or partial ones are skipped."""
+    if not isinstance(artifacts, dict):
+        return []
+    builders = (
+        ("attention", attention_figure),
+        ("positional_encoding", positional_figure),
+        ("layernorm", layernorm_figure),
+    )
+    return [f for key, build in builders if (f := build(artifacts.get(key))) is not None]
