@@ -157,3 +157,10 @@ def test_the_old_spellings_still_grade_and_say_they_are_deprecated():
     assert run.returncode == 0, run.stdout + run.stderr
     assert "6 passed" in run.stdout
     assert "--submission is deprecated: use --grade-submission" in run.stdout
+
+
+def test_loading_the_plugin_costs_other_projects_no_torch_import():
+    """Every pytest run in the environment loads the plugin (pytest11): it must stay light."""
+    code = "import sys, llm_grade.engine.plugin; print('torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "False"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -23,7 +23,6 @@ from llm_grade.engine.options import (
     add_pytest_options,
     from_pytest,
 )
-from llm_grade.engine.session import CheckId, GradingSession
 from llm_grade.grading.outcomes import (
     CheckFailure,
     ForbiddenCall,
@@ -32,7 +31,12 @@ from llm_grade.grading.outcomes import (
     Settled,
 )
 
+if TYPE_CHECKING:
+    from llm_grade.engine.session import CheckId, GradingSession
+
 _PLUGIN_KEY = pytest.StashKey["GradingPlugin"]()
+# (the session, and with it torch, is imported only once a grading run starts: every pytest
+# run in the environment loads this module through the pytest11 entry point)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -41,6 +45,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def check_id(item: pytest.Item) -> CheckId:
     """Which check a grader test is (its class names the component)."""
+    from llm_grade.engine.session import CheckId
+
     cls = getattr(item, "cls", None)
     component = getattr(cls, "component", None)
     if component is None:
@@ -273,6 +279,8 @@ def activate(config: pytest.Config, graders_dir: Path) -> GradingSession:
         (p for p in config.pluginmanager.get_plugins() if isinstance(p, GradingPlugin)), None
     )
     if plugin is None:
+        from llm_grade.engine.session import GradingSession
+
         try:
             options = from_pytest(config)
         except OptionError as exc:
@@ -291,4 +299,4 @@ def grading_session(config: pytest.Config) -> GradingSession:
     return config.stash[_PLUGIN_KEY].session
 
 
-__all__ = ["activate", "grading_session", "GradingSession", "CheckFailure", "NotImplementedYet"]
+__all__ = ["activate", "grading_session", "GradingPlugin", "CheckFailure", "NotImplementedYet"]

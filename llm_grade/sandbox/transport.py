@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from llm_grade.sandbox.confine import bubblewrap, trusted_paths
 from llm_grade.sandbox.framing import write_frame
@@ -34,16 +35,10 @@ from llm_grade.sandbox.supervisor import WorkerDied, WorkerProcess
 class WorkerTransport(WorkerProcess):
     """A transport for :class:`~llm_grade.sandbox.handle.Submission` backed by a worker process."""
 
-    def __init__(
-        self,
-        root: Path,
-        forbidden: dict[str, list[str]],
-        limits: Limits,
-        masks: list[Path] = (),
-        sandbox: str = "auto",
-        gpu: bool = False,
-    ):
-        super().__init__(root, forbidden, limits, masks=masks, sandbox=sandbox, gpu=gpu)
+    def __init__(self, *args: Any, **kwargs: Any):
+        """As :class:`~llm_grade.sandbox.supervisor.WorkerProcess` (root, forbidden, limits,
+        masks, sandbox, gpu)."""
+        super().__init__(*args, **kwargs)
         self.broken_modules: dict[str, dict] = {}
         self._seq = 0
         self._handshake_pending = False
