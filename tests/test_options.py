@@ -160,7 +160,11 @@ def test_the_old_spellings_still_grade_and_say_they_are_deprecated():
 
 
 def test_loading_the_plugin_costs_other_projects_no_torch_import():
-    """Every pytest run in the environment loads the plugin (pytest11): it must stay light."""
-    code = "import sys, llm_grade.engine.plugin; print('torch' in sys.modules)"
+    """Every pytest run in the environment loads the plugin (pytest11): it must stay light;
+    and a run imports torch only after it has started the second group's process."""
+    code = (
+        "import sys, llm_grade.engine.plugin, llm_grade.engine.run, llm_grade.engine.session; "
+        "print('torch' in sys.modules)"
+    )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "False"

@@ -19,12 +19,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llm_grade.components import COMPONENTS, module_of, parts_of
 from llm_grade.engine.environment import environment, load_package, resolve_device
 from llm_grade.engine.options import GradingOptions
 from llm_grade.engine.results import STATUSES, CheckResult, ComponentResult, GradeResult
-from llm_grade.grading.context import GradingContext
 from llm_grade.grading.outcomes import (
     ForbiddenCall,
     GradingOutcome,
@@ -34,6 +34,8 @@ from llm_grade.grading.outcomes import (
     WorkerFailure,
 )
 
+if TYPE_CHECKING:  # torch is imported in start(), after the helper process is on its way
+    from llm_grade.grading.context import GradingContext
 
 @dataclass(frozen=True)
 class CheckId:
@@ -98,6 +100,7 @@ class GradingSession:
         import torch
 
         from llm_grade.grading import context
+        from llm_grade.grading.context import GradingContext
 
         # graders use tiny tensors: one thread is fastest, and several OpenMP threads on a
         # busy machine (or beside a worker process) spin-wait for each other
