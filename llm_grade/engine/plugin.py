@@ -224,7 +224,7 @@ class GradingPlugin:
         terminalreporter.write_line(format_summary(result))
         if self.session.isolation == "none":
             terminalreporter.write_line(
-                "(--isolation none: learner code ran in this process, fast but not "
+                "(isolation 'none': learner code ran in this process, fast but not "
                 "tamper-proof; `llm-grade grade` isolates it)"
             )
         elif result.isolation.get("sandbox", "").startswith("none"):
