@@ -1,7 +1,6 @@
 """Hints chosen from the evidence: what a mismatch looks like (llm_grade.grading.diagnose),
 where the sizes in a crash come from (llm_grade.engine.feedback), and what one failure says
-about another once
-the run is over (llm_grade.engine.explain)."""
+about another once the run is over (llm_grade.engine.explain)."""
 
 from __future__ import annotations
 
