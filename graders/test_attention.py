@@ -11,7 +11,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm_grade.grading.compare import case_str, expect_close, expect_tensor, fail, fmt_values
+from llm_grade.grading.compare import (
+    case_str,
+    expect_close,
+    expect_tensor,
+    fail,
+    fmt_before_after,
+    fmt_values,
+)
 from llm_grade.grading.strategies import (
     causal,
     dtypes,
@@ -600,9 +607,7 @@ class TestMultiHeadAttention:
                 f"Changing tokens after position {t} changed the output at position {p}.",
                 case=case_str(B=s.B, T=s.T, d_model=s.d_model, n_heads=s.n_heads)
                 + f", mask=causal_mask({s.T})",
-                detail=f"  output[{b}, {p}] before: {fmt_values(out1[b, p])}\n"
-                f"  output[{b}, {p}] after:  {fmt_values(out2[b, p])}   "
-                f"(max abs diff {diff.max().item():.1e})",
+                detail=fmt_before_after(out1[b, p], out2[b, p], f"output[{b}, {p}]"),
                 hint=CAUSAL_HINT,
             )
 

@@ -74,7 +74,8 @@ def grade(
     hide: tuple[Path, ...],
     fail_under: float | None,
 ) -> None:
-    """Grade SUBMISSION, a folder with your modules (environment.py ... transformer.py).
+    """Grade SUBMISSION: a folder with your modules (environment.py ... transformer.py), or a
+    .zip or .ipynb of them (as `llm-grade batch` reads them).
 
     Prints feedback for every failing check and the points per component. The exit status
     is 0 whenever grading completed, whatever the score (see --fail-under).

@@ -72,3 +72,24 @@ def test_grade_explains_bad_arguments(args):
     result = CliRunner().invoke(main, args)
     assert result.exit_code != 0
     assert "Error" in result.output
+
+
+def test_grade_takes_a_zip_and_refuses_other_files(tmp_path: Path):
+    import zipfile
+
+    archive = tmp_path / "alice.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in REFERENCE.glob("*.py"):
+            zf.write(path, f"alice/{path.name}")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["grade", str(archive), "--out", str(out), "-k", "softmax"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "results.json").read_text())
+    assert data["score"] == data["max_score"] > 0
+    assert data["submission"] == str(archive)
+    page = tmp_path / "report.html"
+    page.write_text("<html></html>")
+    result = CliRunner().invoke(main, ["grade", str(page)])
+    assert result.exit_code != 0
+    assert "is not a submission folder, zip or notebook" in result.output
+    assert "does not exist" not in result.output

@@ -4,6 +4,7 @@ about another once the run is over (llm_grade.engine.explain)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from llm_grade.engine.explain import settle
@@ -173,3 +174,30 @@ def test_meta_tensors_cross_the_wire_as_shapes():
     value = decode(encode({"mask": torch.ones(3, 3, dtype=torch.bool, device="meta")}))
     assert value["mask"].is_meta and value["mask"].shape == (3, 3)
     assert value["mask"].dtype == torch.bool
+
+
+def test_expected_and_got_are_printed_so_that_they_visibly_differ():
+    from llm_grade.grading.compare import expect_rows_unchanged
+
+    expected = torch.linspace(0.1, 0.9, 12, dtype=torch.float64).reshape(1, 12)
+    for change, at in ((1.3e-4, 9), (3e-8, 0), (-0.5, 11)):
+        got = expected.clone()
+        got[0, at] += change
+        with pytest.raises(CheckFailure) as info:
+            expect_close(got, expected, "output", case="case", hint="")
+        lines = info.value.counterexample.splitlines()
+        shown_expected = lines[1].split(":", 1)[1].strip()
+        shown_got = lines[2].split(":", 1)[1].strip()
+        assert shown_expected != shown_got, lines
+        # the column that differs is on screen, and it is the only one that reads differently
+        pairs = list(zip(shown_expected.split(", "), shown_got.split(", "), strict=True))
+        assert sum(a != b for a, b in pairs) == 1, lines
+    before = torch.full((1, 2, 8), 0.41912)
+    after = before.clone()
+    after[0, 1, 7] += 1.3e-4
+    with pytest.raises(CheckFailure) as info:
+        expect_rows_unchanged(
+            before, after, torch.tensor([[True, True]]), what="x", case="", hint=""
+        )
+    detail = info.value.counterexample.splitlines()
+    assert detail[0].split(":", 1)[1] != detail[1].split(":", 1)[1].split("(")[0].rstrip()

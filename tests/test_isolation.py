@@ -47,6 +47,7 @@ def test_without_bubblewrap_the_worker_still_runs_and_the_results_say_so():
         out = sub.call("softmax", torch.tensor([0.0, 0.0]))
         assert torch.equal(out, torch.tensor([0.5, 0.5]))
         assert sub.describe()["sandbox"].startswith("none (--sandbox none)")
+        assert sub.describe()["trusted"] is False  # learner code could reach this machine
     finally:
         sub.close()
 

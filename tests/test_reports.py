@@ -245,6 +245,10 @@ def test_forbidden_component_names_the_call_and_scores_zero(result: GradeResult)
             {"mode": "process", "trusted": True, "sandbox": "bubblewrap: read-only root"},
             "Isolated (process).",
         ),
+        (
+            {"mode": "process", "trusted": False, "sandbox": "none (--sandbox none): x"},
+            "Sandbox unavailable.",
+        ),
         ({}, "Isolation unknown."),
     ],
 )
@@ -707,3 +711,16 @@ def test_exporters_read_results_json_without_rerunning_anything(tmp_path: Path):
     assert junit_xml(result).tests == sum(len(c.checks) for c in result.components)
     with pytest.raises(ValueError, match="does not exist"):
         load_results(tmp_path)
+
+
+def test_isolation_settings_read_as_settings_not_python(result: GradeResult):
+    result.isolation = {
+        "mode": "process",
+        "trusted": True,
+        "sandbox": "bubblewrap: read-only root",
+        "limits": {"call_timeout_s": 20.0, "memory_mb": 2048, "tmp_mb": 64.5},
+    }
+    text = Tags(render_submission(result, view="instructor")).plain()
+    assert "call_timeout_s = 20, memory_mb = 2048, tmp_mb = 64.5" in text
+    assert "{" not in text.split("isolation.limits", 1)[1][:200]
+    assert "isolation.trusted" in text and "yes" in text

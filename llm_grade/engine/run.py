@@ -9,6 +9,7 @@ session's :class:`GradeResult`.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +73,18 @@ def grade(
             options = options.replace(submission=submission)
     except (OptionError, TypeError) as exc:
         raise GradingError(str(exc)) from None
-    if options.submission is None or not Path(options.submission).is_dir():
-        raise GradingError(f"submission folder {options.submission} does not exist")
-    resolved = {"submission": Path(options.submission).resolve()}
+    if options.submission is None or not Path(options.submission).exists():
+        raise GradingError(f"submission {options.submission} does not exist")
+    original = Path(options.submission).resolve()
+    if original.is_file():  # a zip or a notebook: graded from a folder staged from it
+        with tempfile.TemporaryDirectory(prefix="llm-grade-unpacked-") as folder:
+            staged = _unpack(original, Path(folder) / "submission")
+            result = grade(options=options.replace(submission=staged), quiet=quiet, extra=extra)
+        result.submission = str(original)  # what was handed in, not the unpacked copy
+        if options.out is not None:
+            result.write_json(Path(options.out).resolve() / "results.json")
+        return result
+    resolved = {"submission": original}
     for name in ("out", "rubric"):
         if getattr(options, name) is not None:
             resolved[name] = Path(getattr(options, name)).resolve()
@@ -94,3 +104,20 @@ def grade(
             f"grading could not run (pytest exit code {int(code)}); see the messages above"
         )
     return session.result
+
+
+def _unpack(path: Path, dest: Path) -> Path:
+    """The folder to grade for a zip or notebook ``path`` (see
+    :mod:`llm_grade.classroom.staging`: the same safety checks as batch)."""
+    from llm_grade.classroom.staging import StagingError, StudentSubmission, stage
+
+    kind = {".zip": "zip", ".ipynb": "ipynb"}.get(path.suffix.lower())
+    if kind is None:
+        raise GradingError(
+            f"{path} is not a submission folder, zip or notebook (.ipynb): give the folder "
+            "with your modules (environment.py ... transformer.py)"
+        )
+    try:
+        return stage(StudentSubmission(path.stem, path, kind), dest)
+    except StagingError as exc:
+        raise GradingError(f"{path.name}: {exc}") from None

@@ -56,6 +56,47 @@ def fmt_values(t: torch.Tensor, limit: int = 6) -> str:
     return f"[{body}{', …' if flat.numel() > limit else ''}]"
 
 
+def fmt_pair(
+    expected: torch.Tensor, got: torch.Tensor, bad: torch.Tensor | None = None, limit: int = 6
+) -> tuple[str, str]:
+    """Two rows of values printed so that they show *where* and *how* they differ: the window
+    of ``limit`` values around the largest difference, with as many significant digits as it
+    takes for every value that differs (``bad``, default: any difference) to print
+    differently, aligned column by column."""
+    e = expected.detach().reshape(-1).to(torch.float64)
+    g = got.detach().reshape(-1).to(torch.float64)
+    if e.numel() != g.numel() or e.numel() == 0:
+        return fmt_values(expected, limit), fmt_values(got, limit)
+    differs = (e != g) & ~(torch.isnan(e) & torch.isnan(g))
+    if bad is not None and bad.numel() == e.numel():
+        differs &= bad.detach().reshape(-1).to(torch.bool)
+    gap = torch.nan_to_num((e - g).abs(), nan=math.inf)
+    at = int(torch.argmax(torch.where(differs, gap, -1.0)))
+    start = max(0, min(at - limit // 2, e.numel() - limit))
+    window = range(start, min(start + limit, e.numel()))
+    pairs = [(e[i].item(), g[i].item(), bool(differs[i])) for i in window]
+    for digits in range(4, 18):
+        shown = [(_sig(x, digits), _sig(y, digits)) for x, y, _ in pairs]
+        if all(sx != sy for (sx, sy), (_, _, d) in zip(shown, pairs, strict=True) if d):
+            break
+    width = max(len(v) for pair in shown for v in pair)
+    head = "…, " if start > 0 else ""
+    tail = ", …" if window.stop < e.numel() else ""
+    rows = [", ".join(pair[k].rjust(width) for pair in shown) for k in (0, 1)]
+    return f"[{head}{rows[0]}{tail}]", f"[{head}{rows[1]}{tail}]"
+
+
+def _sig(x: float, digits: int) -> str:
+    if math.isnan(x) or math.isinf(x):
+        return str(x)
+    if x == 0:
+        return "0"
+    if 1e-3 <= abs(x) < 1e4 and digits <= 6:  # the familiar look: 0.4191, -1.102
+        decimals = max(0, digits - 1 - math.floor(math.log10(abs(x))))
+        return f"{x:.{decimals}f}"
+    return f"{x:.{digits - 1}e}" if abs(x) < 1e-3 or abs(x) >= 1e4 else f"{x:.{digits}g}"
+
+
 def fmt_index(index: Sequence[int]) -> str:
     return "[" + ", ".join(str(int(i)) for i in index) + "]"
 
@@ -171,10 +212,11 @@ def expect_close(
     worst = torch.nonzero(diff == diff.max())[0].tolist() if diff.numel() else []
     rel = diff.max().item() / max(abs(expected[tuple(worst)].item()), 1e-12) if worst else 0.0
     row = tuple(worst[:-1]) if len(worst) > 1 else ()
+    shown_expected, shown_got = fmt_pair(expected[row], got[row].to(expected.dtype), bad[row])
     lines = [
         case,
-        f"  expected{fmt_index(row) if row else ''}: {fmt_values(expected[row])}",
-        f"  got{fmt_index(row) if row else ''}:      {fmt_values(got[row])}",
+        f"  expected{fmt_index(row) if row else ''}: {shown_expected}",
+        f"  got{fmt_index(row) if row else ''}:      {shown_got}",
     ]
     message = (
         f"{what}: {int(bad.sum())} of {bad.numel()} values differ "
@@ -263,9 +305,7 @@ def expect_prefix_unchanged(out1, out2, t: int, *, what: str, case: str, hint: s
         fail(
             f"Changing {what} after position {t} changed the output at position {p}.",
             case=case,
-            detail=f"  output[{b}, {p}] before: {fmt_values(out1[b, p])}\n"
-            f"  output[{b}, {p}] after:  {fmt_values(out2[b, p])}   "
-            f"(max abs diff {diff.max().item():.1e})",
+            detail=fmt_before_after(out1[b, p], out2[b, p], f"output[{b}, {p}]"),
             hint=hint,
         )
 
@@ -278,8 +318,17 @@ def expect_rows_unchanged(out1, out2, keep: torch.Tensor, *, what: str, case: st
         fail(
             f"Changing {what} changed the output at position {p}, which is not padding.",
             case=case,
-            detail=f"  output[{b}, {p}] before: {fmt_values(out1[b, p])}\n"
-            f"  output[{b}, {p}] after:  {fmt_values(out2[b, p])}   "
-            f"(max abs diff {diff.max().item():.1e})",
+            detail=fmt_before_after(out1[b, p], out2[b, p], f"output[{b}, {p}]"),
             hint=hint,
         )
+
+
+def fmt_before_after(before: torch.Tensor, after: torch.Tensor, where: str) -> str:
+    """Two lines, ``where before: [...]`` and ``where after: [...] (max abs diff ...)``, that
+    show where the two differ (see :func:`fmt_pair`)."""
+    shown_before, shown_after = fmt_pair(before, after.to(before.dtype))
+    gap = (before.to(torch.float64) - after.to(torch.float64)).abs().max().item()
+    return (
+        f"  {where} before: {shown_before}\n"
+        f"  {where} after:  {shown_after}   (max abs diff {gap:.1e})"
+    )

@@ -155,8 +155,10 @@ def gradescope_results(
             tests.append(test)
     output = format_summary(result)
     iso = result.isolation or {}
-    if iso.get("mode") == "none" or iso.get("trusted") is False:
+    if iso.get("mode") == "none":
         output += "\n\nNote: learner code ran inside the grading process; not tamper-proof."
+    elif iso.get("trusted") is False:
+        output += "\n\nNote: learner code ran without a sandbox; not tamper-proof."
     data: dict[str, Any] = {
         "score": result.score,
         "execution_time": round(result.duration_s, 3),

@@ -31,7 +31,13 @@ from llm_grade.engine.results import GradeResult
 from llm_grade.output.classes import common_failures, slug
 from llm_grade.output.figures import artifact_figures
 from llm_grade.output.text import clean, code_spans, fmt
-from llm_grade.output.views import ComponentView, _check_view, component_view, isolation_note
+from llm_grade.output.views import (
+    ComponentView,
+    _check_view,
+    component_view,
+    isolation_note,
+    readable,
+)
 from llm_grade.paths import bundled
 
 
@@ -74,7 +80,9 @@ def render_submission(result: GradeResult, *, view: str = "learner") -> str:
             modules=modules,
             figures=artifact_figures(result.artifacts),
             isolation=isolation_note(result.isolation),
-            isolation_details={k: clean(v, 600) for k, v in (result.isolation or {}).items()},
+            isolation_details={
+                clean(k, 60): readable(v) for k, v in (result.isolation or {}).items()
+            },
             environment={
                 clean(k, 100): clean(v, 600) for k, v in (result.environment or {}).items()
             },

@@ -137,7 +137,7 @@ def isolation_note(isolation: Any) -> dict[str, str]:
             "text": "These results do not say how the learner's code was run; "
             "treat the score as untrusted.",
         }
-    if iso.get("mode") == "none" or iso.get("trusted") is False:
+    if iso.get("mode") == "none":
         return {
             "level": "danger",
             "headline": "Not tamper-proof",
@@ -145,7 +145,7 @@ def isolation_note(isolation: Any) -> dict[str, str]:
             or "The learner's code ran inside the grading process "
             "(--isolation none): fine for practice, not for grades.",
         }
-    if sandbox.startswith("none"):
+    if sandbox.startswith("none") or iso.get("trusted") is False:
         return {
             "level": "warn",
             "headline": "Sandbox unavailable",
@@ -156,3 +156,15 @@ def isolation_note(isolation: Any) -> dict[str, str]:
         "headline": f"Isolated ({clean(iso.get('mode', ''), 40)})",
         "text": sandbox or note,
     }
+
+
+def readable(value: Any) -> str:
+    """A results.json value as settings read: ``call_timeout_s = 20, memory_mb = 2048``
+    for a table, ``yes``/``no`` for a flag, the text itself otherwise (cleaned)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{clean(k, 60)} = {readable(v)}" for k, v in value.items())
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return clean(value, 600)

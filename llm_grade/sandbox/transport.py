@@ -61,7 +61,9 @@ class WorkerTransport(WorkerProcess):
             )
         return {
             "mode": "process",
-            "trusted": True,
+            # the score can be trusted only when learner code could not reach this machine's
+            # files (the results folder among them): with bubblewrap
+            "trusted": bool(self.bwrap),
             "sandbox": sandbox,
             "limits": asdict(self.limits),
             "worker_starts": self._starts,
