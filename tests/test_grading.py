@@ -149,3 +149,12 @@ def test_every_rubric_entry_has_a_grader_and_every_grader_an_entry():
             assert set(re.findall(r"def test_(\w+)\(", body)) == set(rubric.checks[component])
     assert found == set(rubric.checks) == set(COMPONENTS)
     assert rubric.total == 100
+
+
+def test_no_internal_module_name_reaches_the_learner(reference_copy: Path, tmp_path: Path):
+    (reference_copy / "normalization.py").unlink()
+    result = grade(reference_copy, out=tmp_path, quiet=True, select="LayerNorm or EncoderLayer")
+    text = (tmp_path / "results.json").read_text()
+    assert "_llm_grade_submission" not in text
+    messages = [c.message for comp in result.components for c in comp.checks]
+    assert any("No module named 'normalization'" in m for m in messages), messages

@@ -9,6 +9,7 @@ records that come back into the outcome exceptions of :mod:`llm_grade.grading.ou
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -153,6 +154,7 @@ class Channel:
 
     @staticmethod
     def _outcome(error: dict, component: str, call: str) -> BaseException:
+        error = {k: plain_names(v) if isinstance(v, str) else v for k, v in error.items()}
         kind = error.get("kind")
         if kind == "not_implemented":
             return NotImplementedYet(error.get("component") or component, error.get("call") or call)
@@ -192,3 +194,13 @@ class Channel:
             error.get("message", "the worker failed"),
             error.get("traceback", ""),
         )
+
+
+_PACKAGE_NAME = re.compile(r"\b_llm_grade_submission_\d+(\.)?")
+
+
+def plain_names(text: str) -> str:
+    """Learner text without the executor's internal package name: the submission's modules
+    are imported as ``_llm_grade_submission_<n>.<module>``, which a learner never wrote
+    (``No module named 'normalization'``, not ``'_llm_grade_submission_0.normalization'``)."""
+    return _PACKAGE_NAME.sub(lambda m: "" if m.group(1) else "your submission", text)
