@@ -60,6 +60,8 @@ def init(dest: Path) -> None:
     default=None,
     help="Exit with status 1 when the score is below this (for CI).",
 )
+@click.option("-q", "--quiet", "quiet", count=True, help="Print only the points table.")
+@click.option("-v", "--verbose", "verbose", count=True, help="Also print every check.")
 def grade(
     submission: Path | None,
     example: bool,
@@ -73,12 +75,15 @@ def grade(
     sandbox: str,
     hide: tuple[Path, ...],
     fail_under: float | None,
+    quiet: int,
+    verbose: int,
 ) -> None:
     """Grade SUBMISSION: a folder with your modules (environment.py ... transformer.py), or a
     .zip or .ipynb of them (as `llm-grade batch` reads them).
 
-    Prints feedback for every failing check and the points per component. The exit status
-    is 0 whenever grading completed, whatever the score (see --fail-under).
+    Prints a line per component as its checks finish, the feedback for every failing check,
+    and the points per component (-q: only the points; -v: every check). The exit status is
+    0 whenever grading completed, whatever the score (see --fail-under).
     """
     from llm_grade.engine.run import GradingError
     from llm_grade.engine.run import grade as run_grade
@@ -88,8 +93,8 @@ def grade(
     if example:
         submission = bundled("examples") / "buggy"
         click.echo(
-            f"Grading the bundled example submission {submission}\n"
-            "(a copy of the reference with a few typical learner bugs)."
+            "The bundled example submission: a copy of the reference with a few typical "
+            "learner bugs."
         )
     options = GradingOptions(
         submission=submission,
@@ -104,16 +109,39 @@ def grade(
         hide=hide,
     )
     try:
-        result = run_grade(options=options)
+        result = run_grade(options=options, verbosity=max(-1, min(1, verbose - quiet)))
     except GradingError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(
-        f"\nScore: {result.score:g} / {result.max_score:g}"
-        + (f"   (results: {out / 'results.json'})" if out else "")
-    )
+    if out:
+        click.echo(f"Results: {out / 'results.json'}")
     if fail_under is not None and result.score < fail_under:
         click.echo(f"Score {result.score:g} is below --fail-under {fail_under:g}.", err=True)
         sys.exit(1)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click_options("rubric", "isolation", "device", "select", "sandbox")
+def watch(
+    folder: Path,
+    rubric: Path | None,
+    isolation: str,
+    device: str,
+    select: str | None,
+    sandbox: str,
+) -> None:
+    """Grade FOLDER, then again on every save while you edit.
+
+    Each save re-grades only the components whose module changed, or a module that imports
+    it (directly or through another one); the table marks what moved since the last run.
+    Ctrl-C stops watching.
+    """
+    from llm_grade.engine.watch import watch as watch_folder
+
+    options = GradingOptions(
+        rubric=rubric, isolation=isolation, device=device, select=select, sandbox=sandbox
+    )
+    watch_folder(folder, options, echo=click.echo)
 
 
 @main.command()

@@ -53,7 +53,7 @@ def test_grade_writes_results_and_exits_zero_whatever_the_score(tmp_path: Path):
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["score"] == 0
-    assert "Score: 0 /" in result.output
+    assert "Total" in result.output and " 0 / " in result.output.split("Total")[-1]
 
 
 def test_fail_under_turns_a_low_score_into_exit_status_one(tmp_path: Path):

@@ -5,6 +5,7 @@ project's."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -30,14 +31,15 @@ NAMES = {f.name for f in fields(GradingOptions)}
 SAME_FLAG_OTHER_OPTION = {"llm_grade/cli.py": {"--out", "--jobs", "-j"}}
 # options of one command that are not grading options (what the command itself does)
 COMMAND_ONLY = {
-    "grade": {"example", "fail_under", "submission", "help"},
+    "grade": {"example", "fail_under", "submission", "quiet", "verbose", "help"},
+    "watch": {"folder", "help"},
     # batch's --jobs is how many submissions are graded at once (each with one process)
     "batch": {"submissions", "out", "jobs", "force", "help"},
     "report": {"results_json", "out", "help"},  # --out: the HTML file
 }
 
 
-@pytest.mark.parametrize("command", ["grade", "batch", "report"])
+@pytest.mark.parametrize("command", ["grade", "watch", "batch", "report"])
 def test_cli_grading_options_are_generated_from_the_definition(command):
     params = main.commands[command].params
     for param in params:
@@ -155,7 +157,7 @@ def test_the_old_spellings_still_grade_and_say_they_are_deprecated():
         text=True,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "6 passed" in run.stdout
+    assert re.search(r"^6 checks: 6 passed", run.stdout, re.MULTILINE), run.stdout
     assert "--submission is deprecated: use --grade-submission" in run.stdout
 
 

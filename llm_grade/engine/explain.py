@@ -56,8 +56,8 @@ def settle(components: list[ComponentResult]) -> None:
         component = by_name.get(owner)
         check = _find(component, check_name)
         others = [c for c in component.checks if c is not check] if check else []
-        if check is None or all(c.status == "not_implemented" for c in others):
-            continue  # not started: nothing to protect, and no points for free
+        if check is None or all(c.status == "not_implemented" or c.blocked_by for c in others):
+            continue  # not started, or could not run: nothing to protect, no points for free
         failing = [name for name in covers if name in by_name and _lost(by_name[name])]
         if not failing:
             continue
@@ -85,7 +85,9 @@ def _independent(check: CheckResult) -> bool:
 
 
 def _defer_secondary(component: ComponentResult) -> None:
-    failing = [c for c in component.checks if c.status in ("failed", "error")]
+    failing = [
+        c for c in component.checks if c.status in ("failed", "error") and not c.blocked_by
+    ]
     if len(failing) < 2:
         return
     primary = next((c for c in failing if c.name in EQUIVALENCE), None)

@@ -279,6 +279,9 @@ def format_summary(result: GradeResult) -> str:
 
 
 def component_label(component: ComponentResult) -> str:
+    blocked = blocked_by(component)
+    if blocked:
+        return f"could not run: {blocked} does not import"
     return {
         "passed": "all checks pass",
         "not_implemented": "not implemented yet",
@@ -290,21 +293,67 @@ def component_label(component: ComponentResult) -> str:
     )
 
 
-def _refused(component: ComponentResult) -> bool:
-    return any("not allowed in a submission" in c.message for c in component.checks)
+def blocked_by(component: ComponentResult) -> str:
+    """The module whose import stopped every check of ``component`` that did not pass
+    ("attention.py"), or ""."""
+    causes = {c.blocked_by for c in component.checks if c.status not in ("passed", "skipped")}
+    return causes.pop() if len(causes) == 1 and "" not in causes else ""
 
 
-def format_report(result: GradeResult, *, learner_view: bool = True) -> str:
-    """The full text report: every failure block, then the summary."""
-    blocks = []
+def import_failures(result: GradeResult) -> dict[str, list[CheckResult]]:
+    """Module file -> the checks its import stopped, first the one that showed the error
+    for that module itself (its own traceback, not an importer's)."""
+    found: dict[str, list[CheckResult]] = {}
+    for component in result.components:
+        for check in component.checks:
+            if check.blocked_by and check.status == "error":
+                found.setdefault(check.blocked_by, []).append(check)
+    for module, checks in found.items():
+        own = [c for c in checks if f"{module_of(c.component)}.py" == module]
+        checks.sort(key=lambda c: c not in own)
+    return found
+
+
+def format_import_failure(module: str, checks: list[CheckResult]) -> str:
+    """One block for a module that does not import: the error once, then what it stopped."""
+    first = checks[0]
+    stopped = list(dict.fromkeys(c.component for c in checks))
+    importers = sorted(
+        {f"{module_of(c)}.py" for c in stopped} - {module},
+        key=lambda m: list(dict.fromkeys(module_of(c) for c in stopped)).index(m[:-3]),
+    )
+    n = len(stopped)
+    lines = [header(f"{module} does not import", f"{n} component{'s' * (n != 1)} could not run")]
+    lines.append(_indent(first.message))
+    if first.traceback:
+        lines.append(_indent(first.traceback))
+    where = f" (and {', '.join(importers)}, which import{'s' * (len(importers) == 1)} it)"
+    lines.append(
+        _indent(
+            f"Could not run: {', '.join(stopped)}" + (where if importers else "") + "."
+        )
+    )
+    if first.hint:
+        lines.append(_indent(f"Hint: {first.hint}"))
+    return "\n".join(lines)
+
+
+def failure_blocks(
+    result: GradeResult, *, learner_view: bool = True, not_started: bool = False
+) -> list[str]:
+    """Every failure once, in curriculum order: first each module that does not import
+    (once, however many checks it stopped), then each failing check; a component not
+    started is one line (with ``not_started``), a forbidden one is one block."""
+    broken = import_failures(result)
+    blocks = [format_import_failure(module, checks) for module, checks in broken.items()]
     for component in result.components:
         if component.status == "not_implemented":
-            check = component.checks[0]
-            blocks.append(
-                f"{component.name} — not implemented yet (0 / "
-                f"{points(component.max_score)} points). Open "
-                f"{module_of(component.name)}.py to begin."
-            )
+            if not_started:
+                blocks.append(
+                    f"{component.name} — not implemented yet (0 / "
+                    f"{points(component.max_score)} points). Open "
+                    f"{module_of(component.name)}.py to begin."
+                )
             continue
         if component.status == "forbidden":
             check = next(c for c in component.checks if c.status == "forbidden")
@@ -313,6 +362,16 @@ def format_report(result: GradeResult, *, learner_view: bool = True) -> str:
         blocks += [
             format_check(c, learner_view=learner_view)
             for c in component.checks
-            if c.status != "passed"
+            if c.status in ("failed", "error") and not (c.blocked_by and c.status == "error")
         ]
-    return "\n\n".join([b for b in blocks if b] + [format_summary(result)])
+    return [b for b in blocks if b]
+
+
+def _refused(component: ComponentResult) -> bool:
+    return any("not allowed in a submission" in c.message for c in component.checks)
+
+
+def format_report(result: GradeResult, *, learner_view: bool = True) -> str:
+    """The full text report: every failure block, then the summary."""
+    blocks = failure_blocks(result, learner_view=learner_view, not_started=True)
+    return "\n\n".join([*blocks, format_summary(result)])

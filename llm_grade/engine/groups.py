@@ -4,8 +4,8 @@ Every run splits the selected checks into the same two groups; each group is gra
 fresh worker, either one after the other in this process (``jobs=1``) or the second in a
 helper pytest process with its own worker (``jobs=2``). Which checks share a worker, and so
 the score, is the same either way. The helper reports outcomes as plain JSON
-(``part.json``); this process gives them their points from its own rubric
-(:meth:`~llm_grade.engine.session.GradingSession.adopt`).
+(``part.jsonl``, a line per check as it ends); this process gives them their points from its
+own rubric (:meth:`~llm_grade.engine.session.GradingSession.adopt`).
 
 Trusted side.
 """
@@ -80,34 +80,60 @@ class HelperProcess:
         # llm_grade/ folder, a conftest.py) can stand in for the grader
         cmd = [sys.executable, "-I", "-m", "pytest", *absolute_args(invocation, cwd)]
         cmd += [*mine.pytest_args(), "-qq", "-p", "no:terminalreporter", "-p", "no:cacheprovider"]
+        self._offset = 0
         with open(self.folder / "grading.log", "wb") as log:
             self.proc = subprocess.Popen(
                 cmd, cwd=self.folder, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
 
-    def results(self) -> tuple[dict[str, CheckResult], str]:
-        """Wait for it; its results by node id (malformed ones left out) and the end of its
-        log (for the checks it did not report)."""
+    def poll(self) -> list[CheckResult]:
+        """The results the helper reported since the last call (one JSON line each, written
+        as each check ends: the terminal shows them as they come); malformed lines are left
+        out."""
         try:
-            self.proc.wait(timeout=3600)
+            with open(self.folder / PART_FILE, "rb") as stream:
+                stream.seek(self._offset)
+                data = stream.read()
+        except OSError:
+            return []
+        complete = data[: data.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        found = []
+        for line in complete.splitlines():
+            try:
+                found.append(CheckResult(**json.loads(line)))
+            except (ValueError, TypeError, KeyError):
+                continue
+        return found
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait(self, timeout: float = 3600) -> str:
+        """Wait for it to end (polling is up to the caller); the end of its log, for the
+        checks it did not report."""
+        try:
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-        found: dict[str, CheckResult] = {}
-        part = self.folder / "part.json"
-        if part.is_file():
-            try:
-                found = {d["nodeid"]: CheckResult(**d) for d in json.loads(part.read_text())}
-            except (ValueError, TypeError, KeyError):
-                found = {}
-        log = (self.folder / "grading.log").read_text(errors="replace")[-2000:]
+            self.proc.wait()
+        return (self.folder / "grading.log").read_text(errors="replace")[-2000:]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
-        return found, log
 
 
-def write_part(folder: Path, results: list[CheckResult]) -> None:
-    """In the helper: hand the results over (plain JSON, nothing else)."""
-    checks = [r.to_dict() for r in results]
-    (Path(folder) / "part.json").write_text(json.dumps(checks), encoding="utf-8")
+PART_FILE = "part.jsonl"
+
+
+def write_part(folder: Path, result: CheckResult) -> None:
+    """In the helper: hand one result over (a line of plain JSON, nothing else), as soon as
+    the check ends."""
+    with open(Path(folder) / PART_FILE, "a", encoding="utf-8") as stream:
+        stream.write(json.dumps(result.to_dict()) + "\n")
 
 
 MISSING_FROM_HELPER = (

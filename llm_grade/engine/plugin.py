@@ -62,8 +62,11 @@ def check_id(item: pytest.Item) -> CheckId:
 class GradingPlugin:
     """The hooks of one grading run; ``session`` does the work."""
 
-    def __init__(self, session: GradingSession):
+    def __init__(self, session: GradingSession, reporter=None):
         self.session = session
+        # the run's terminal output (a llm_grade.output.terminal.TerminalReport), or None
+        self.reporter = reporter
+        self.problems: list[str] = []  # graders that did not load (pytest's collect errors)
         self.config: pytest.Config | None = None
         self.helper = None  # the HelperProcess of jobs=2
         self.helper_items: list[pytest.Item] = []
@@ -118,6 +121,10 @@ class GradingPlugin:
         items.sort(key=lambda item: rank[self.id_of(item).component])
         groups = two_groups(items, lambda item: self.id_of(item).name)
         self.group_of = {i.nodeid: g for g, group in enumerate(groups, 1) for i in group}
+        if self.reporter is not None:
+            plan = [(self.id_of(i).component, i.nodeid) for g in groups for i in g]
+            plan.sort(key=lambda pair: rank[pair[0]])
+            self.reporter.plan(plan, title=self.title(len(plan)))
         if self.session.options.part:
             items[:] = groups[1]
         elif self.helper is not None:
@@ -160,6 +167,13 @@ class GradingPlugin:
         exc = call.excinfo.value if call.excinfo is not None else None
         result = self.session.record(self.id_of(item), exc, call.duration)
         from llm_grade.engine.feedback import format_check
+        from llm_grade.engine.groups import write_part
+
+        if self.session.options.part:  # the helper: hand it over now
+            write_part(self.session.options.part, result)
+        if self.reporter is not None:
+            self.reporter.check_done(result)
+        self._take_from_helper()
 
         if result.status == "not_implemented":
             report.outcome = "skipped"
@@ -172,63 +186,95 @@ class GradingPlugin:
             report.outcome = "failed"
             report.longrepr = format_check(result, learner_view=self.session.learner_view)
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from llm_grade.engine.groups import MISSING_FROM_HELPER, write_part
+    def _take_from_helper(self) -> None:
+        """The results the helper process reported since last asked (see
+        :meth:`~llm_grade.engine.groups.HelperProcess.poll`), given points by this session."""
+        if self.helper is None:
+            return
+        for reported in self.helper.poll():
+            item = self._helper_items.get(reported.nodeid)
+            if item is None:
+                continue
+            result = self.session.adopt(self.id_of(item), reported)
+            if result is not None and self.reporter is not None:
+                self.reporter.check_done(result)
 
-        if self.session.options.part:  # the helper: hand the results over, nothing else
-            write_part(self.session.options.part, list(self.session.results.values()))
+    @property
+    def _helper_items(self) -> dict[str, pytest.Item]:
+        return {item.nodeid: item for item in self.helper_items}
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:  # a grader that does not load: the instructor's to fix
+            text = f"Could not load the graders in {report.nodeid}:\n{report.longreprtext}"
+            self.problems.append(text)
+            if self.reporter is not None and self.session.options.part is None:
+                self.reporter.problem(text)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from llm_grade.engine.groups import MISSING_FROM_HELPER
+
+        if self.session.options.part:  # the helper: its results are handed over already
             self.session.close()
             return
         if self.helper is not None:
-            found, log = self.helper.results()
+            import time
+
+            while self.helper.running():
+                self._take_from_helper()
+                time.sleep(0.05)
+            log = self.helper.wait()
+            self._take_from_helper()
             for item in self.helper_items:
-                check = self.id_of(item)
-                result = self.session.adopt(check, found.get(item.nodeid))
-                if result is None:
+                if item.nodeid not in self.session.results:
+                    check = self.id_of(item)
                     result = self.session.blank_result(check)
                     result.status, result.points = "error", 0.0
                     result.message = MISSING_FROM_HELPER + log
                     self.session.results[item.nodeid] = result
-                self.helper_checks.append(result)
+                    if self.reporter is not None:
+                        self.reporter.check_done(result)
+            self.helper.close()
             self.helper = None
-        self.session.finish()
+        result = self.session.finish()
+        if self.reporter is not None and self.session.order:
+            self.reporter.finish(
+                result, learner_view=self.session.learner_view, notes=self.notes(result)
+            )
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.helper is not None:  # a run that stopped early
+            self.helper.close()
+            self.helper = None
+        if self.reporter is not None:
+            self.reporter.close()
         self.session.close()  # a run that stopped early still ends its context
 
-    def pytest_terminal_summary(self, terminalreporter) -> None:
-        from llm_grade.engine.feedback import format_check, format_summary
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(self, report: pytest.TestReport, config: pytest.Config):
+        """Under ``pytest graders/``: no progress characters or node ids (the report prints
+        a line per component instead)."""
+        if self.reporter is None or not isinstance(report, pytest.TestReport):
+            return None
+        if report.when != "call" and report.passed:
+            return "", "", ""
+        # not "failed": pytest's FAILURES and short summary sections list only those
+        return "graded", "", ""
 
-        result, learner_view = self.session.result, self.session.learner_view
-        if result is None or not result.components:
-            return
-        shown = [c for c in self.helper_checks if c.status not in ("passed", "not_implemented")]
-        if shown:
-            terminalreporter.section("llm-grade: failures found by the second grading process")
-            for check in shown:
-                terminalreporter.write_line(format_check(check, learner_view=learner_view))
-                terminalreporter.write_line("")
-        if self.helper_checks:
-            passed = sum(c.status == "passed" for c in self.helper_checks)
-            terminalreporter.write_line(
-                f"(and {len(self.helper_checks)} checks graded in a second process: "
-                f"{passed} passed)"
-            )
-        not_started = [c for c in result.components if c.status == "not_implemented"]
-        terminalreporter.section("llm-grade: points per component")
-        for comp in not_started:
-            terminalreporter.write_line(
-                f"{comp.name} — not implemented yet (0 / {comp.max_score:g} points). "
-                f"Open {comp.module}.py to begin."
-            )
-        terminalreporter.write_line(format_summary(result))
+    def title(self, checks: int) -> str:
+        """The first line of a run's output."""
+        return f"Grading {self.session.submission_path} ({checks} checks)"
+
+    def notes(self, result) -> list[str]:
+        """What the scores' reader must know about how they were made."""
         if self.session.isolation == "none":
-            terminalreporter.write_line(
-                "(isolation 'none': learner code ran in this process, fast but not "
-                "tamper-proof; `llm-grade grade` isolates it)"
-            )
-        elif result.isolation.get("sandbox", "").startswith("none"):
-            terminalreporter.write_line(f"(sandbox: {result.isolation['sandbox']})")
+            return [
+                "isolation 'none': learner code ran in the grading process, fast but not "
+                "tamper-proof; `llm-grade grade` isolates it"
+            ]
+        sandbox = str(result.isolation.get("sandbox", ""))
+        if sandbox.startswith("none"):
+            return [f"sandbox: {sandbox}"]
+        return []
 
 
 def per_example(inner, session: GradingSession):
@@ -285,7 +331,7 @@ def activate(config: pytest.Config, graders_dir: Path) -> GradingSession:
             options = from_pytest(config)
         except OptionError as exc:
             raise pytest.UsageError(str(exc)) from None
-        plugin = GradingPlugin(GradingSession(options, graders_dir))
+        plugin = GradingPlugin(GradingSession(options, graders_dir), _own_terminal(config))
         config.pluginmanager.register(plugin, "llm-grade-session")
     config.stash[_PLUGIN_KEY] = plugin
     from llm_grade.engine.profiles import load_profile
@@ -293,6 +339,23 @@ def activate(config: pytest.Config, graders_dir: Path) -> GradingSession:
     plugin.configure(config)
     load_profile(config, plugin.session.rubric.max_examples)
     return plugin.session
+
+
+def _own_terminal(config: pytest.Config):
+    """Under ``pytest graders/``, the report of ``llm-grade grade`` instead of pytest's
+    progress characters, FAILURES sections and node ids: pytest's reporter stays (``--pdb``
+    and the warnings use it) with its counts turned off. ``-q`` and ``-v`` keep
+    their meaning: the table only, every check. None for runs that only list or explain
+    (``--collect-only``), for the helper process, and without a terminal reporter."""
+    if not _will_run(config) or config.pluginmanager.is_blocked("terminalreporter"):
+        return None  # (the graders' conftest runs before pytest's reporter is registered)
+    from llm_grade.output.terminal import TerminalReport
+
+    verbosity = max(-1, min(1, config.get_verbosity()))
+    config.option.verbose = -2  # no "collected ..." lines, no "5 failed, 36 passed" line
+    # (and pytest_report_teststatus files every check under its own category, so pytest's
+    # FAILURES sections stay empty; its warnings summary still shows, deprecations among them)
+    return TerminalReport(verbosity=verbosity, live=False)
 
 
 def grading_session(config: pytest.Config) -> GradingSession:

@@ -17,7 +17,9 @@ STATUSES = ("passed", "failed", "error", "not_implemented", "forbidden", "skippe
 SCHEMA_VERSION = 1
 
 
-_TEXT_FIELDS = frozenset({"title", "message", "hint", "counterexample", "traceback"})
+_TEXT_FIELDS = frozenset(
+    {"title", "message", "hint", "counterexample", "traceback", "blocked_by"}
+)
 
 
 @dataclass
@@ -40,6 +42,9 @@ class CheckResult:
     # a small 2-D slice where the output differs: {"expected": [[float]], "got": [[float]],
     # "where": str}; the HTML report draws |got - expected| from it
     diff: dict | None = None
+    # the module file ("attention.py") whose import failed, so that this check could not run
+    # (the import error is reported once, for every check it stopped)
+    blocked_by: str = ""
 
     def __setattr__(self, name: str, value: Any) -> None:
         # learner-controlled text (messages, tracebacks, printed values) never reaches a

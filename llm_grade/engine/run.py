@@ -22,9 +22,10 @@ class GradingError(RuntimeError):
     """Grading itself could not run (bad rubric, missing folder, pytest usage error)."""
 
 
-def pytest_args(*, select: str | None = None, quiet: bool = False, extra=()) -> list[str]:
+def pytest_args(*, select: str | None = None, extra=()) -> list[str]:
     """The pytest command line that runs the bundled graders (the grading options travel
-    with the session, not on this command line)."""
+    with the session, not on this command line). pytest prints nothing of its own: the
+    run's :class:`~llm_grade.output.terminal.TerminalReport`, if any, does."""
     graders = bundled("graders")
     args = [
         str(graders),
@@ -36,12 +37,14 @@ def pytest_args(*, select: str | None = None, quiet: bool = False, extra=()) -> 
         str(graders / "pytest.ini"),  # never an ini file from the caller's folder
         "-p",
         "no:unraisableexception",  # its gc.collect() at exit costs 0.2-0.3 s a grading
-        "-q",
-        "--no-header",
         "--assert=plain",  # graders report through llm_grade.grading.compare, not rewriting
+        # no pytest tracebacks of failed checks: feedback is made from the outcome, and
+        # formatting a Hypothesis failure's traceback costs more than the check
+        "--tb=no",
+        "-p",
+        "no:terminalreporter",
+        "--capture=no",  # learner code runs in the worker; its output never reaches here
     ]
-    if quiet:
-        args += ["-qq", "--disable-warnings", "--tb=no", "-p", "no:terminalreporter"]
     if select:
         args += ["-k", select]
     return args + list(extra)
@@ -52,6 +55,7 @@ def grade(
     *,
     options: GradingOptions | None = None,
     quiet: bool = False,
+    verbosity: int = 0,
     extra: list[str] | None = None,
     **changes: Any,
 ) -> GradeResult:
@@ -59,8 +63,9 @@ def grade(
 
     ``options`` (a :class:`GradingOptions`) or keyword arguments naming its fields (``out``,
     ``rubric``, ``isolation``, ``view``, ``select``, ``device``, ``jobs``, ``sandbox``,
-    ``hide``) say how; ``out`` gets ``results.json``. ``quiet`` hides pytest's own output;
-    ``extra`` are more pytest arguments (a Hypothesis profile, say)."""
+    ``hide``) say how; ``out`` gets ``results.json``. Unless ``quiet``, the run prints its
+    :class:`~llm_grade.output.terminal.TerminalReport` (``verbosity`` -1: the table only, 1:
+    every check); ``extra`` are more pytest arguments (a Hypothesis profile, say)."""
     import pytest
 
     from llm_grade.engine.plugin import GradingPlugin
@@ -79,7 +84,12 @@ def grade(
     if original.is_file():  # a zip or a notebook: graded from a folder staged from it
         with tempfile.TemporaryDirectory(prefix="llm-grade-unpacked-") as folder:
             staged = _unpack(original, Path(folder) / "submission")
-            result = grade(options=options.replace(submission=staged), quiet=quiet, extra=extra)
+            result = grade(
+                options=options.replace(submission=staged),
+                quiet=quiet,
+                verbosity=verbosity,
+                extra=extra,
+            )
         result.submission = str(original)  # what was handed in, not the unpacked copy
         if options.out is not None:
             result.write_json(Path(options.out).resolve() / "results.json")
@@ -94,15 +104,19 @@ def grade(
         session = GradingSession(options, bundled("graders"))
     except RubricError as exc:
         raise GradingError(str(exc)) from None
-    code = pytest.main(
-        pytest_args(select=options.select, quiet=quiet, extra=extra or ()),
-        plugins=[GradingPlugin(session)],
-    )
+    reporter = None
+    if not quiet:
+        from llm_grade.output.terminal import TerminalReport
+
+        reporter = TerminalReport(verbosity=verbosity)
+    plugin = GradingPlugin(session, reporter)
+    code = pytest.main(pytest_args(select=options.select, extra=extra or ()), plugins=[plugin])
     if session.result is None or int(code) not in (0, 1, 5):
         session.close()
-        raise GradingError(
-            f"grading could not run (pytest exit code {int(code)}); see the messages above"
-        )
+        if int(code) == 2 and not plugin.problems:
+            raise GradingError("grading was interrupted")
+        why = "\n".join(plugin.problems)[-4000:] or "pytest could not run the graders"
+        raise GradingError(f"grading could not run (pytest exit code {int(code)}):\n{why}")
     return session.result
 
 

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llm_grade.components import COMPONENTS, module_of, parts_of
+from llm_grade.components import COMPONENTS, MODULES, module_of, parts_of
 from llm_grade.engine.environment import environment, load_package, resolve_device
 from llm_grade.engine.options import GradingOptions
 from llm_grade.engine.results import STATUSES, CheckResult, ComponentResult, GradeResult
 from llm_grade.grading.outcomes import (
     ForbiddenCall,
     GradingOutcome,
+    ImportFailure,
     LearnerError,
     PolicyRefused,
     Settled,
@@ -67,6 +68,7 @@ class GradingSession:
         self.result: GradeResult | None = None
         self.staged = None  # the copy of the submission that is graded (see stage())
         self.refused: dict[str, str] = {}  # component -> why the submission policy refuses it
+        self.untouched: set[str] = set()  # components whose definition is still the stub's
         self.context: GradingContext | None = None
         self._context_token = None
         self._policy_changed = False  # the policy cut code out of the staged copy
@@ -129,8 +131,10 @@ class GradingSession:
         side, from the AST) and stage what the worker may import instead: refused code is
         stubbed out, so it never runs. The worker has not imported anything yet."""
         from llm_grade.policy import check_submission
+        from llm_grade.policy.stubs import untouched
 
         root, sources = self.staged.root, self.staged.texts
+        self.untouched = untouched(sources)
         for module, check in check_submission(sources, self.rubric.policy).items():
             if check.cleaned_source != sources[module]:
                 (root / f"{module}.py").write_text(check.cleaned_source, encoding="utf-8")
@@ -267,6 +271,9 @@ class GradingSession:
                     result.hint = exc.hint or crash_hint(
                         exc.exc_message, exc.call, result.name, exc.exc_type
                     )
+                if isinstance(exc, ImportFailure):
+                    result.blocked_by = f"{exc.cause}.py"
+                    result.traceback = exc.traceback
             elif isinstance(exc, pytest.skip.Exception):
                 result.status, result.message = "skipped", str(exc)
                 result.points = result.max_points  # a skipped check costs nothing
@@ -286,8 +293,7 @@ class GradingSession:
                     f"The grader itself failed ({type(exc).__name__}: {exc}). "
                     f"This is a bug in llm-grade, not in your code: please report it."
                 )
-        self.results[check.nodeid] = result
-        return result
+        return self._keep(result)
 
     def adopt(self, check: CheckId, reported: CheckResult | None) -> CheckResult | None:
         """Another process's result for ``check`` with name, points and visibility from this
@@ -298,9 +304,20 @@ class GradingSession:
         result = self.blank_result(check)
         result.status = reported.status
         result.points = result.max_points if reported.status in ("passed", "skipped") else 0.0
-        for name in ("message", "hint", "counterexample", "traceback", "duration_s", "diff"):
+        fields = ("message", "hint", "counterexample", "traceback", "duration_s", "diff")
+        for name in fields:
             setattr(result, name, getattr(reported, name))
-        self.results[check.nodeid] = result
+        if reported.blocked_by.removesuffix(".py") in MODULES:
+            result.blocked_by = reported.blocked_by
+        return self._keep(result)
+
+    def _keep(self, result: CheckResult) -> CheckResult:
+        """Record a check's result; a check of a component that is still the stub (see
+        :mod:`llm_grade.policy.stubs`) that did not pass is "not implemented yet", whatever
+        stopped it."""
+        if result.component in self.untouched and result.status in ("failed", "error"):
+            _not_started(result)
+        self.results[result.nodeid] = result
         return result
 
     # -------------------------------------------------------------- the end
@@ -377,6 +394,15 @@ class GradingSession:
                 context.deactivate(token)
             except ValueError:  # made current in another thread's context: it ends there
                 pass
+
+
+def _not_started(check: CheckResult) -> None:
+    """A check of a component that is still the stub: whatever stopped it (a module it
+    imports that does not import, say), the learner has not written it yet."""
+    check.status, check.points = "not_implemented", 0.0
+    check.message = f"{check.component} is not implemented yet (it is still the stub)."
+    check.hint = check.counterexample = check.traceback = check.blocked_by = ""
+    check.diff = None
 
 
 def _unwrap(exc: BaseException) -> BaseException:

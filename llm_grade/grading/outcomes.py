@@ -63,6 +63,38 @@ class LearnerError(GradingOutcome):
         self.traceback = traceback
 
 
+class ImportFailure(NotImplementedYet):
+    """A module the check needs does not import: ``cause`` is the module at fault (a syntax
+    error in attention.py stops blocks.py, which imports it, too). Reported once per cause,
+    not as a failure of every check that needed it (see llm_grade.engine.feedback).
+
+    A kind of :class:`NotImplementedYet` for the graders' sake: every grader lets that
+    outcome through untouched (it is not a wrong answer: nothing could run), so this one
+    is never mistaken for, say, "raised SyntaxError, expected ValueError". Its status is
+    ``error``, and it costs the check its points."""
+
+    status = "error"
+
+    def __init__(self, module: str, cause: str, exc_type: str, exc_message: str, traceback: str):
+        GradingOutcome.__init__(
+            self,
+            f"Your code raised {exc_type}: {exc_message}" if exc_type else exc_message,
+            hint=IMPORT_HINT,
+            counterexample=f"import {cause}.py",
+        )
+        self.component = self.module = module
+        self.where = f"import {module}.py"
+        self.cause = cause
+        self.traceback = traceback
+
+
+IMPORT_HINT = (
+    "Python runs a module from the top when it is imported and stops at the first line it "
+    "cannot run: fix the line shown (a syntax error, or top-level code that raises or exits), then "
+    "grade again. Until then nothing in this file, or in the files that import it, can run."
+)
+
+
 class ForbiddenCall(GradingOutcome):
     """A component called an API that the rubric forbids for it (e.g. ``F.softmax`` in softmax)."""
 

@@ -18,6 +18,7 @@ from llm_grade.grading.outcomes import (
     CheckFailure,
     ForbiddenCall,
     GradingOutcome,
+    ImportFailure,
     LearnerError,
     MissingComponent,
     NotImplementedYet,
@@ -156,6 +157,9 @@ class Channel:
     def _outcome(error: dict, component: str, call: str) -> BaseException:
         error = {k: plain_names(v) if isinstance(v, str) else v for k, v in error.items()}
         kind = error.get("kind")
+        failure = _import_failure(error)
+        if failure is not None:
+            return failure
         if kind == "not_implemented":
             return NotImplementedYet(error.get("component") or component, error.get("call") or call)
         if kind == "forbidden":
@@ -194,6 +198,23 @@ class Channel:
             error.get("message", "the worker failed"),
             error.get("traceback", ""),
         )
+
+
+def _import_failure(error: dict) -> ImportFailure | None:
+    """An import error record as an :class:`ImportFailure` (None for any other record).
+    The worker names the modules; only curriculum module names are believed."""
+    from llm_grade.components import MODULES
+
+    module, cause = error.get("import_of"), error.get("cause")
+    if module not in MODULES or error.get("kind") not in ("exception", "missing", "import_crash"):
+        return None
+    return ImportFailure(
+        module,
+        cause if cause in MODULES else module,
+        str(error.get("exc_type", "")) if error.get("kind") == "exception" else "",
+        str(error.get("message", "")),
+        str(error.get("traceback", "")),
+    )
 
 
 _PACKAGE_NAME = re.compile(r"\b_llm_grade_submission_\d+(\.)?")

@@ -33,6 +33,7 @@ from llm_grade.sandbox.learner_errors import (
     _Forbidden,
     _ImportFailed,
     _StateDictMismatch,
+    culprit,
     error_record,
     learner_traceback,
 )
@@ -94,6 +95,8 @@ class Executor(ModuleOps):
                 "kind": "missing",
                 "component": name,
                 "message": f"Your submission has no {name}.py (expected in {self.root}).",
+                "import_of": name,
+                "cause": name,
             }
             self._import_errors[name] = record
             raise _ImportFailed(record)
@@ -101,8 +104,10 @@ class Executor(ModuleOps):
             with self.guard.active():
                 module = importlib.import_module(f"{self.package}.{name}")
         except BaseException as exc:  # noqa: BLE001
-            self._import_errors[name] = self._error(exc, name, f"import {name}.py")
-            raise _ImportFailed(self._import_errors[name]) from None
+            record = self._error(exc, name, f"import {name}.py")
+            record.update(import_of=name, cause=culprit(exc, self.root) or name)
+            self._import_errors[name] = record
+            raise _ImportFailed(record) from None
         self._modules[name] = module
         return module
 

@@ -51,6 +51,17 @@ def learner_traceback(exc: BaseException, root: Path, limit: int = 8) -> str:
     return "\n".join(lines)
 
 
+def culprit(exc: BaseException, root: Path) -> str | None:
+    """The submission module (file stem) an import error comes from: the file of a syntax
+    error, else the deepest frame in the submission (``blocks.py`` importing a broken
+    ``attention.py`` fails in attention.py)."""
+    root_s = str(root)
+    if isinstance(exc, SyntaxError) and exc.filename and exc.filename.startswith(root_s):
+        return Path(exc.filename).stem
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(root_s)]
+    return Path(frames[-1].filename).stem if frames else None
+
+
 def error_record(exc: BaseException, component: str, call: str, root: Path) -> dict:
     """The plain error record for ``exc``, raised by ``call`` into ``component``'s code."""
     if isinstance(exc, _Forbidden):

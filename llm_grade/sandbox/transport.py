@@ -122,6 +122,8 @@ class WorkerTransport(WorkerProcess):
                     "kind": "import_crash",
                     "exc_type": exc.record.get("exc_type", "WorkerCrash"),
                     "message": message,
+                    "import_of": module,
+                    "cause": module,
                 }
                 self.kill()
                 self.start()

@@ -1,0 +1,190 @@
+"""What a grading run prints in a terminal: ``llm-grade grade`` and ``pytest graders/``.
+
+A :class:`TerminalReport` is told the run's checks once they are collected (:meth:`plan`) and
+each check's result as it is recorded, in either grading process (:meth:`check_done`). It
+prints one line per component, in curriculum order, as soon as every check of that
+component is known (with a progress bar below them on a terminal, plain lines when piped or
+in CI), then the failures in the learner's form (../shared/FEEDBACK.md), then the points
+table and the total (:meth:`finish`). Nothing of pytest's own output (progress characters,
+node ids, install paths) is shown.
+
+Verbosity: ``-1`` prints only the table and the total, ``0`` the component lines, the
+failures and the table, ``1`` also one line per check. Colour comes from rich, which leaves
+it out when ``NO_COLOR`` is set or the output is not a terminal.
+
+Trusted side: reads :class:`~llm_grade.engine.results.CheckResult` objects (their text is
+already cleaned of escapes); nothing here runs learner code.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections import Counter
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from llm_grade.engine.feedback import (
+    component_label,
+    failure_blocks,
+    format_summary,
+    points,
+)
+from llm_grade.engine.results import CheckResult, ComponentResult, GradeResult
+
+_MARK = {"passed": ("✓", "green"), "failed": ("✗", "red"), "not_implemented": ("·", "yellow")}
+_NAME_WIDTH = 32
+
+
+def console() -> Console:
+    """The console the report prints on: stdout as it is at each write (so a test runner's
+    capture, or pytest's, sees it), no markup or highlighting of learner text."""
+    return Console(highlight=False, markup=False, emoji=False, soft_wrap=True)
+
+
+class TerminalReport:
+    """The live lines, failures and table of one grading run."""
+
+    def __init__(self, *, verbosity: int = 0, out: Console | None = None, live: bool = True):
+        self.verbosity = verbosity
+        self.out = out or console()
+        self.expected: dict[str, set[str]] = {}  # component -> node ids of its checks
+        self.results: dict[str, CheckResult] = {}  # node id -> result
+        self._shown = 0  # components printed so far (a prefix of self.expected)
+        self._progress: Progress | None = None
+        self._task = None
+        self._live = live and verbosity >= 0 and self.out.is_terminal and not os.environ.get("CI")
+
+    # -------------------------------------------------------------- during the run
+
+    def plan(self, checks: list[tuple[str, str]], *, title: str = "") -> None:
+        """The run's checks as (component, node id), in curriculum order."""
+        for component, nodeid in checks:
+            self.expected.setdefault(component, set()).add(nodeid)
+        if title and self.verbosity >= 0:
+            self.out.print(Text(title, style="bold"))
+        if self._live and checks:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("checks"),
+                TimeElapsedColumn(),
+                console=self.out,
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("grading", total=len(checks))
+
+    def check_done(self, result: CheckResult) -> None:
+        """A check's result (from either process); prints what is complete now."""
+        first = result.nodeid not in self.results
+        self.results[result.nodeid] = result
+        if self._progress is not None and first:
+            self._progress.update(self._task, advance=1, description=result.component)
+        self._print_ready()
+
+    def problem(self, text: str) -> None:
+        """Something that is not a check's result (a grader that does not load)."""
+        self._emit(Text(text, style="red"))
+
+    def _print_ready(self) -> None:
+        components = list(self.expected)
+        while self._shown < len(components):
+            name = components[self._shown]
+            if not self.expected[name] <= self.results.keys():
+                return
+            self._shown += 1
+            if self.verbosity >= 0:
+                self._emit(self._component_line(name))
+
+    def _component_line(self, name: str) -> Text:
+        checks = [self.results[n] for n in sorted(self.expected[name])]
+        component = ComponentResult(name, "", checks)
+        status = component.status
+        mark, style = _MARK.get(status, ("✗", "red"))
+        line = Text("  ")
+        line.append(mark, style=style)
+        line.append(f" {name:<{_NAME_WIDTH}} ")
+        label = component_label(component)
+        if status == "passed":
+            label = f"{len(checks)} check{'s' * (len(checks) != 1)} pass"
+        line.append(label, style=None if status == "passed" else style)
+        if self.verbosity >= 1:
+            for check in checks:
+                mark, style = _MARK.get(check.status, ("✗", "red"))
+                line.append("\n      ")
+                line.append(mark, style=style)
+                line.append(f" {check.title}  ({points(check.points)} / ")
+                line.append(f"{points(check.max_points)})")
+        return line
+
+    def _emit(self, text: Text) -> None:
+        self.out.print(text)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    # -------------------------------------------------------------- the end
+
+    def finish(self, result: GradeResult, *, learner_view: bool = True, notes=()) -> None:
+        """After the run: the failures, the table, the total and the counts."""
+        for name in list(self.expected)[self._shown :]:  # checks that never reported
+            self._shown += 1
+            if self.verbosity >= 0 and self.expected[name] <= self.results.keys():
+                self._emit(self._component_line(name))
+        self.close()
+        out = self.out
+        blocks = failure_blocks(result, learner_view=learner_view) if self.verbosity >= 0 else []
+        if blocks:
+            out.print()
+            out.print(Text("Failures", style="bold"))
+            for block in blocks:
+                out.print()
+                self._print_block(block)
+        out.print()
+        table = format_summary(result).splitlines()
+        for line in table[:-1]:
+            out.print(Text(line))
+        out.print(Text(table[-1], style="bold"))
+        out.print(Text(self._counts(result), style="dim"))
+        not_started = [c for c in result.components if c.status == "not_implemented"]
+        if not_started and self.verbosity >= 0:
+            first = not_started[0]
+            out.print(
+                f"Not implemented yet: {len(not_started)} component"
+                f"{'s' * (len(not_started) != 1)}; next: {first.name} in {first.module}.py."
+            )
+        for note in notes:
+            out.print(Text(note, style="yellow"))
+
+    def _print_block(self, block: str) -> None:
+        width = min(self.out.width, 100) if self.out.is_terminal else 100
+        lines = block.splitlines()
+        self.out.print(Text(lines[0], style="bold"))
+        for line in lines[1:]:
+            indent = len(line) - len(line.lstrip(" "))
+            keep = line.lstrip().startswith(("Smallest case found:", "Called with:"))
+            if indent == 2 and len(line) > width and not keep:  # prose: message, hint
+                line = textwrap.fill(line, width, subsequent_indent="  ", break_on_hyphens=False)
+            self.out.print(Text(line))
+
+    @staticmethod
+    def _counts(result: GradeResult) -> str:
+        checks = [c for comp in result.components for c in comp.checks]
+        tally = Counter("blocked" if c.blocked_by else c.status for c in checks)
+        words = {
+            "passed": "passed",
+            "failed": "failed",
+            "error": "crashed",
+            "blocked": "could not run",
+            "not_implemented": "not implemented",
+            "forbidden": "forbidden",
+            "skipped": "skipped",
+        }
+        parts = [f"{tally[s]} {w}" for s, w in words.items() if tally[s]]
+        return f"{len(checks)} checks: {', '.join(parts)} ({result.duration_s:.1f} s)"
