@@ -33,6 +33,17 @@ COMPONENTS: dict[str, str] = {
 MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMPONENTS.values()))
 
 
+def exactly(names) -> str:
+    """A pytest ``-k`` expression selecting the checks of exactly the components ``names``:
+    ``-k`` matches substrings, case-insensitively, so ``Encoder`` alone also selects
+    ``EncoderLayer`` and ``Transformer`` selects ``TransformerBlock``."""
+    parts = []
+    for name in names:
+        longer = [c for c in COMPONENTS if c != name and name.lower() in c.lower()]
+        parts.append(f"({' and not '.join([name, *longer])})" if longer else name)
+    return " or ".join(parts)
+
+
 def module_of(component: str) -> str:
     """The module of a submission that must define ``component``."""
     try:

@@ -40,6 +40,7 @@ BWRAP = bubblewrap()
 SANDBOX = [] if BWRAP else ["--sandbox", "none"]
 
 
+@pytest.mark.slow
 def test_batch_grades_each_folder_writes_exports_and_resumes(tmp_path: Path):
     klass = tmp_path / "class"
     klass.mkdir()
@@ -327,6 +328,7 @@ def test_batch_refuses_without_bubblewrap_unless_told_sandbox_none(
     assert result.isolation["sandbox"].startswith("none (--sandbox none)")
 
 
+@pytest.mark.slow
 def test_student_names_cannot_collide_with_the_class_files(tmp_path: Path):
     names = ("index.html", "grades.csv", "students", "submissions")
     klass = _make_class(
@@ -353,6 +355,7 @@ def test_student_names_cannot_collide_with_the_class_files(tmp_path: Path):
         assert (out / "submissions" / f"{name}.html").is_file()
 
 
+@pytest.mark.slow
 def test_a_forged_results_json_is_graded_again_and_the_rest_is_skipped(tmp_path: Path):
     klass = _make_class(tmp_path / "class", alice=REFERENCE, carol=STUBS, dave=STUBS)
     out = tmp_path / "out"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_grade.components import COMPONENTS
+from llm_grade.components import COMPONENTS, exactly
 from llm_grade.engine.run import grade
 
 BUGS_DIR = Path(__file__).resolve().parent / "bugs"
@@ -35,7 +35,19 @@ BUGS = _load_bugs()
 
 
 def _components_of(module: str) -> str:
-    return " or ".join(name for name, mod in COMPONENTS.items() if mod == module)
+    """-k for exactly the components of ``module`` (``Encoder`` alone also selects
+    ``EncoderLayer``: -k matches substrings)."""
+    return exactly(name for name, mod in COMPONENTS.items() if mod == module)
+
+
+def _first_of_each_module() -> set[str]:
+    first: dict[str, str] = {}
+    for bug in BUGS:
+        first.setdefault(bug.module, bug.id)
+    return set(first.values())
+
+
+QUICK = _first_of_each_module()  # the contributor's loop (-m "not slow"); the suite runs all
 
 
 def test_the_catalogue_is_large_and_unique():
@@ -43,7 +55,11 @@ def test_the_catalogue_is_large_and_unique():
     assert len({b.id for b in BUGS}) == len(BUGS)
 
 
-@pytest.mark.parametrize("bug", BUGS, ids=[b.id for b in BUGS])
+@pytest.mark.parametrize(
+    "bug",
+    [pytest.param(b, marks=() if b.id in QUICK else pytest.mark.slow) for b in BUGS],
+    ids=[b.id for b in BUGS],
+)
 def test_bug_is_caught_by_the_right_component_with_the_right_hint(bug, reference_copy):
     path = reference_copy / f"{bug.module}.py"
     source = path.read_text()
@@ -64,6 +80,7 @@ def test_bug_is_caught_by_the_right_component_with_the_right_hint(bug, reference
     assert bug.hint.lower() in shown.lower(), f"{bug.id}: expected hint {bug.hint!r}\n{shown}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bug_id", ["mha-mask-after-softmax", "layernorm-unbiased-variance"])
 def test_credit_isolation_holds_across_modules(bug_id, reference_copy):
     """A full grading: a bug in one module costs no component of any other module."""
@@ -100,7 +117,12 @@ def test_a_mask_value_that_overflows_float16_is_caught_end_to_end(reference_copy
 
 
 @pytest.mark.parametrize(
-    "bug_id", ["causal-mask-strict", "softmax-no-max-subtraction", "layernorm-unbiased-variance"]
+    "bug_id",
+    [
+        pytest.param("causal-mask-strict", marks=pytest.mark.slow),
+        "softmax-no-max-subtraction",
+        pytest.param("layernorm-unbiased-variance", marks=pytest.mark.slow),
+    ],
 )
 def test_the_end_to_end_check_costs_nothing_for_a_bug_elsewhere(bug_id, reference_copy):
     """GPT.mixed_precision runs the learner's whole model, yet a bug in one component (NaN

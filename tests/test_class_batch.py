@@ -38,6 +38,8 @@ from llm_grade.output.classes import common_failures
 from llm_grade.output.exporters import load_results
 from llm_grade.sandbox.confine import bubblewrap
 
+pytestmark = pytest.mark.slow
+
 BAD_ZIP = "correct-01.zip"  # clashes with the folder correct-01/, and escapes the archive
 RUBRIC = load_rubric(GRADERS / "rubric.toml")
 TOTAL = sum(spec.points for name in SELECTED for spec in RUBRIC.checks[name].values())

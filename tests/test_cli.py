@@ -48,7 +48,7 @@ def test_help_answers_fast():
 
 def test_grade_writes_results_and_exits_zero_whatever_the_score(tmp_path: Path):
     result = CliRunner().invoke(
-        main, ["grade", str(STUBS), "--out", str(tmp_path), "-k", "softmax"]
+        main, ["grade", str(STUBS), "--out", str(tmp_path), "-k", "softmax", "--jobs", "1"]
     )
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "results.json").read_text())
@@ -58,11 +58,11 @@ def test_grade_writes_results_and_exits_zero_whatever_the_score(tmp_path: Path):
 
 def test_fail_under_turns_a_low_score_into_exit_status_one(tmp_path: Path):
     result = CliRunner().invoke(
-        main, ["grade", str(STUBS), "-k", "causal_mask", "--fail-under", "1"]
+        main, ["grade", str(STUBS), "-k", "causal_mask", "--fail-under", "1", "--jobs", "1"]
     )
     assert result.exit_code == 1
     ok = CliRunner().invoke(
-        main, ["grade", str(REFERENCE), "-k", "causal_mask", "--fail-under", "1"]
+        main, ["grade", str(REFERENCE), "-k", "causal_mask", "--fail-under", "1", "--jobs", "1"]
     )
     assert ok.exit_code == 0, ok.output
 

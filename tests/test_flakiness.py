@@ -1,15 +1,23 @@
 """No false failures: the reference, the torch.nn variant and variant2 (tests/fixtures/variant2)
-pass every check under 20 different Hypothesis seeds in the exploring ``llm-grade-dev`` profile."""
+pass every check under different Hypothesis seeds in the exploring ``llm-grade-dev`` profile.
+
+Each seed is a full grading of all three (about 15 s each on two cores), so the suite runs
+two seeds; ``LLM_GRADE_SEEDS=20`` runs the soak the tolerances were tuned with (20 seeds:
+20 minutes), which is what to run after changing a tolerance or a grader's strategies."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 from lg_paths import REFERENCE, REPO
 
 from llm_grade.engine.run import grade
 
-SEEDS = range(20)
+SEEDS = range(int(os.environ.get("LLM_GRADE_SEEDS", "2")))
 VARIANT2 = REPO / "tests" / "fixtures" / "variant2"
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -66,6 +66,7 @@ def test_stubs_score_zero_and_every_component_is_not_implemented():
     )
 
 
+@pytest.mark.slow
 def test_torch_nn_variant_scores_full_marks_without_the_forbidden_api_rule(
     rubric_without_forbidden_rule, torch_nn_variant
 ):
@@ -115,6 +116,7 @@ def test_a_forbidden_call_hidden_from_the_source_scan_is_refused_or_caught_at_ru
     assert by_name["LayerNorm"].score == by_name["LayerNorm"].max_score
 
 
+@pytest.mark.slow
 def test_same_submission_same_score_every_run(tmp_path: Path):
     buggy = REFERENCE.parent / "examples" / "buggy"
     first = grade(buggy, out=tmp_path / "a", quiet=True)

@@ -84,7 +84,21 @@ def _insert(source: str, anchor: str, code: str) -> str:
     return source.replace(anchor, textwrap.indent(code, indent) + "\n" + anchor)
 
 
-@pytest.mark.parametrize("attack", ATTACKS, ids=[a.id for a in ATTACKS])
+# the contributor's loop (-m "not slow") runs these; the suite runs every attack
+QUICK_ATTACKS = {
+    "infinite-loop",
+    "segfault-via-ctypes",
+    "os-exit-at-import",
+    "forges-results-json",
+    "sys-exit-in-forward",
+}
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [pytest.param(a, marks=() if a.id in QUICK_ATTACKS else pytest.mark.slow) for a in ATTACKS],
+    ids=[a.id for a in ATTACKS],
+)
 def test_attack_is_contained(attack, reference_copy, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -150,6 +164,7 @@ def test_the_sandbox_is_bubblewrap_on_linux_ci():
         assert bubblewrap() is not None, ".ci/run installs bubblewrap; the sandbox must work"
 
 
+@pytest.mark.slow
 def test_a_batch_of_attacks_and_honest_submissions_scores_each_one_right(tmp_path, fast_rubric):
     """One grading run after another, as a class batch does: every score is right."""
     select = "softmax or padding_mask or LayerNorm or gelu or TokenEmbedding"
@@ -300,6 +315,7 @@ def test_an_llm_grade_folder_in_the_class_never_grades_the_class(tmp_path, fast_
     assert data["score"] == 0 and data["max_score"] > 0
 
 
+@pytest.mark.slow
 def test_a_submission_slow_everywhere_finishes_within_its_time_budget(reference_copy, tmp_path):
     """Every call sleeps under the per-call limit: grading still ends at the budget, with a
     result for every check and a clear message on the ones it had no time for."""

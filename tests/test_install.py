@@ -22,10 +22,14 @@ from lg_paths import REPO
 
 from llm_grade.sandbox.confine import bubblewrap
 
-pytestmark = pytest.mark.skipif(
-    not (os.environ.get("CI") or os.environ.get("LLM_GRADE_INSTALL_TEST")),
-    reason="builds a wheel and a virtual environment: runs in CI or with LLM_GRADE_INSTALL_TEST=1",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (os.environ.get("CI") or os.environ.get("LLM_GRADE_INSTALL_TEST")),
+        reason="builds a wheel and a virtual environment: runs in CI or with "
+        "LLM_GRADE_INSTALL_TEST=1",
+    ),
+]
 
 EXPECTED = {"reference": 100.0, "stubs": 0.0, "example": 89.0}  # the example: three bugs
 

@@ -30,6 +30,7 @@ def _scores(result):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "submission", [REFERENCE, BUGGY, STUBS], ids=["reference", "buggy", "stubs"]
 )

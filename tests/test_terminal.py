@@ -126,11 +126,16 @@ def test_the_stubs_stay_not_implemented_even_when_a_module_they_import_is_broken
     assert re.search(r"^  · EncoderLayer\s+not implemented yet$", text, re.MULTILINE), text
 
 
-def test_quiet_prints_the_table_only_and_verbose_every_check(neutral):
-    quiet = grade_output(str(REFERENCE), "-k", "softmax", "-q", cwd=neutral)
+def test_quiet_prints_the_table_only_and_verbose_every_check():
+    from click.testing import CliRunner
+
+    from llm_grade.cli import main
+
+    args = ["grade", str(REFERENCE), "-k", "softmax", "--jobs", "1"]
+    quiet = CliRunner().invoke(main, [*args, "-q"]).output
     assert quiet.lstrip().startswith("Component")
     assert "✓" not in quiet and "Total" in quiet
-    verbose = grade_output(str(REFERENCE), "-k", "softmax", "-v", cwd=neutral)
+    verbose = CliRunner().invoke(main, [*args, "-v"]).output
     checks = [line for line in verbose.splitlines() if line.startswith("      ✓ ")]
     assert len(checks) == 6
 

@@ -29,6 +29,7 @@ VARIANT2 = REPO / "tests" / "fixtures" / "variant2"
 VARIANTS = pytest.mark.parametrize("variant", [VARIANT, VARIANT2], ids=["variant", "variant2"])
 
 
+@pytest.mark.slow
 @VARIANTS
 def test_variant_scores_full_marks(variant):
     result = grade(variant, quiet=True, isolation="process")

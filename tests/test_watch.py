@@ -179,6 +179,7 @@ def _tables(output: str) -> list[str]:
     return re.findall(r"^Component .*?^Total .*?$", output, flags=re.M | re.S)
 
 
+@pytest.mark.slow
 def test_a_save_regrades_the_changed_module_and_its_importers(stubs: Path):
     printed: list[str] = []
 

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from llm_grade.components import COMPONENTS, MODULES
+from llm_grade.components import COMPONENTS, MODULES, exactly
 from llm_grade.engine.feedback import component_label, failure_blocks, points
 from llm_grade.engine.options import GradingOptions
 from llm_grade.engine.results import ComponentResult, GradeResult
@@ -98,7 +98,7 @@ def regrade(
             return grade(options=options, quiet=True)
     if not components:
         return previous
-    ours = " or ".join(components)
+    ours = exactly(components)
     select = f"({options.select}) and ({ours})" if options.select else ours
     with _interrupts_kept():
         fresh = grade(options=options.replace(select=select), quiet=True)
