@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from llm_grade.engine.session import CheckId, GradingSession
 
 _PLUGIN_KEY = pytest.StashKey["GradingPlugin"]()
+HELPER_WAIT_S = 3600  # the helper's own limits end it long before
 # (the session, and with it torch, is imported only once a grading run starts: every pytest
 # run in the environment loads this module through the pytest11 entry point)
 
@@ -69,8 +70,7 @@ class GradingPlugin:
         self.problems: list[str] = []  # graders that did not load (pytest's collect errors)
         self.config: pytest.Config | None = None
         self.helper = None  # the HelperProcess of jobs=2
-        self.helper_items: list[pytest.Item] = []
-        self.helper_checks = []
+        self.helper_items: dict[str, pytest.Item] = {}  # node id -> a check the helper grades
         self.group_of: dict[str, int] = {}  # nodeid -> check group (1 or 2)
         self._group: int | None = None  # the group the worker has run so far
         self._ids: dict[str, CheckId] = {}
@@ -128,7 +128,7 @@ class GradingPlugin:
         if self.session.options.part:
             items[:] = groups[1]
         elif self.helper is not None:
-            self.helper_items = list(groups[1])
+            self.helper_items = {item.nodeid: item for item in groups[1]}
             items[:] = groups[0]
         else:
             items[:] = groups[0] + groups[1]
@@ -192,16 +192,12 @@ class GradingPlugin:
         if self.helper is None:
             return
         for reported in self.helper.poll():
-            item = self._helper_items.get(reported.nodeid)
+            item = self.helper_items.get(reported.nodeid)
             if item is None:
                 continue
             result = self.session.adopt(self.id_of(item), reported)
             if result is not None and self.reporter is not None:
                 self.reporter.check_done(result)
-
-    @property
-    def _helper_items(self) -> dict[str, pytest.Item]:
-        return {item.nodeid: item for item in self.helper_items}
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:  # a grader that does not load: the instructor's to fix
@@ -219,12 +215,13 @@ class GradingPlugin:
         if self.helper is not None:
             import time
 
-            while self.helper.running():
-                self._take_from_helper()
+            deadline = time.monotonic() + HELPER_WAIT_S
+            while self.helper.running() and time.monotonic() < deadline:
+                self._take_from_helper()  # the terminal shows its checks as they end
                 time.sleep(0.05)
-            log = self.helper.wait()
+            log = self.helper.wait(timeout=max(0.0, deadline - time.monotonic()))
             self._take_from_helper()
-            for item in self.helper_items:
+            for item in self.helper_items.values():
                 if item.nodeid not in self.session.results:
                     check = self.id_of(item)
                     result = self.session.blank_result(check)

@@ -101,11 +101,7 @@ def _reference_module(ref_pkg, component: str, dtype: torch.dtype, kwargs: dict)
             return reference_of(ref_pkg, component)(**kwargs).to(dtype)
 
     key = (ref_pkg.__name__, component, dtype, tuple(sorted(kwargs.items())))
-    try:
-        hash(key)
-    except TypeError:  # an unhashable argument: built fresh, outside the pool
-        return reference_of(ref_pkg, component)(**kwargs).to(dtype)
-    return current().pool.borrow(key, build)
+    return current().pool.borrow(key, build)  # (an unhashable key is built fresh there)
 
 
 def return_references() -> None:

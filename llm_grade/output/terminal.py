@@ -67,7 +67,7 @@ class TerminalReport:
             self.out.print(Text(title, style="bold"))
         if self._live and checks:
             self._progress = Progress(
-                TextColumn("{task.description}"),
+                TextColumn("{task.description:<32}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("checks"),
