@@ -44,6 +44,15 @@ def exactly(names) -> str:
     return " or ".join(parts)
 
 
+def narrowed(expression: str) -> str:
+    """``-k Encoder`` (or ``-k "Encoder or GPT"``: API names only) as :func:`exactly` those
+    components; any other ``-k`` expression as given (pytest's substring matching)."""
+    names = [part.strip() for part in expression.strip().split(" or ")]
+    if names and all(name in COMPONENTS for name in names):
+        return exactly(names)
+    return expression
+
+
 def module_of(component: str) -> str:
     """The module of a submission that must define ``component``."""
     try:

@@ -93,3 +93,13 @@ def test_grade_takes_a_zip_and_refuses_other_files(tmp_path: Path):
     assert result.exit_code != 0
     assert "is not a submission folder, zip or notebook" in result.output
     assert "does not exist" not in result.output
+
+
+def test_k_with_an_api_name_selects_exactly_that_component(tmp_path: Path):
+    """-k matches substrings: `-k Encoder` must not grade EncoderLayer too."""
+    result = CliRunner().invoke(
+        main, ["grade", str(STUBS), "-k", "Encoder", "--jobs", "1", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert [c["name"] for c in data["components"]] == ["Encoder"]

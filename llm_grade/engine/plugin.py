@@ -82,9 +82,12 @@ class GradingPlugin:
 
     def configure(self, config: pytest.Config) -> None:
         """Start the run: the helper process first (jobs=2), then the session."""
+        from llm_grade.components import narrowed
         from llm_grade.engine.groups import HelperProcess
 
         self.config = config
+        if config.option.keyword:  # -k Encoder is Encoder's checks, not EncoderLayer's too
+            config.option.keyword = narrowed(config.option.keyword)
         options = self.session.options
         will_run = _will_run(config)
         if options.jobs > 1 and not options.part and will_run:
