@@ -163,3 +163,23 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch):
     assert re.search(r"\x1b\[[\d;]*3[1-7]m", render(force_terminal=True))  # red, green ...
     monkeypatch.setenv("NO_COLOR", "1")
     assert not re.search(r"\x1b\[[\d;]*3[1-7]m", render(force_terminal=True))
+
+
+def test_pytest_graders_prints_the_same_report_and_fails_like_pytest():
+    """`pytest graders/` with the plugin: our lines and table, no progress characters, no
+    FAILURES sections or node ids of pytest's; its exit status is pytest's (1: a check fails).
+    (pytest's warnings summary, with its node ids, stays: -W ignore leaves it out here.)"""
+    from lg_paths import GRADERS, REPO
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", str(GRADERS), "-p", "no:cacheprovider", "-W", "ignore"]
+        + ["--grade-submission", str(REPO / "examples" / "buggy"), "-k", "LayerNorm"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert_ours_only(proc.stdout)
+    assert re.search(r"^  ✗ LayerNorm\s+5 of 9 checks fail$", proc.stdout, re.MULTILINE)
+    assert re.search(r"^Total\s+2\.5 / 6$", proc.stdout, re.MULTILINE), proc.stdout
