@@ -103,3 +103,17 @@ def test_k_with_an_api_name_selects_exactly_that_component(tmp_path: Path):
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "results.json").read_text())
     assert [c["name"] for c in data["components"]] == ["Encoder"]
+
+
+def test_a_missing_module_and_an_empty_selection_are_named(tmp_path: Path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(main, ["grade", str(empty), "-k", "softmax", "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "could not run: attention.py is missing" in result.output
+    assert "Your submission has no attention.py." in result.output
+    assert "/tmp/submission" not in result.output  # the sandbox's own path
+    nothing = CliRunner().invoke(main, ["grade", str(REFERENCE), "-k", "nosuchthing"])
+    assert nothing.exit_code != 0
+    assert "no check matches -k 'nosuchthing'" in nothing.output
+    assert "Grading" not in nothing.output

@@ -281,7 +281,8 @@ def format_summary(result: GradeResult) -> str:
 def component_label(component: ComponentResult) -> str:
     blocked = blocked_by(component)
     if blocked:
-        return f"could not run: {blocked} does not import"
+        stopped = next(c for c in component.checks if c.blocked_by)
+        return f"could not run: {blocked} {_why(stopped)}"
     return {
         "passed": "all checks pass",
         "not_implemented": "not implemented yet",
@@ -298,6 +299,11 @@ def blocked_by(component: ComponentResult) -> str:
     ("attention.py"), or ""."""
     causes = {c.blocked_by for c in component.checks if c.status not in ("passed", "skipped")}
     return causes.pop() if len(causes) == 1 and "" not in causes else ""
+
+
+def _why(check: CheckResult) -> str:
+    missing = check.message.startswith(f"Your submission has no {check.blocked_by}")
+    return "is missing" if missing else "does not import"
 
 
 def import_failures(result: GradeResult) -> dict[str, list[CheckResult]]:
@@ -323,7 +329,8 @@ def format_import_failure(module: str, checks: list[CheckResult]) -> str:
         key=lambda m: list(dict.fromkeys(module_of(c) for c in stopped)).index(m[:-3]),
     )
     n = len(stopped)
-    lines = [header(f"{module} does not import", f"{n} component{'s' * (n != 1)} could not run")]
+    what = f"{module} {_why(first)}"
+    lines = [header(what, f"{n} component{'s' * (n != 1)} could not run")]
     lines.append(_indent(first.message))
     if first.traceback:
         lines.append(_indent(first.traceback))

@@ -111,6 +111,14 @@ def grade(
         reporter = TerminalReport(verbosity=verbosity)
     plugin = GradingPlugin(session, reporter)
     code = pytest.main(pytest_args(select=options.select, extra=extra or ()), plugins=[plugin])
+    if int(code) == 5 and options.select:
+        from llm_grade.components import COMPONENTS
+
+        session.close()
+        raise GradingError(
+            f"no check matches -k {options.select!r}; the components are "
+            f"{', '.join(COMPONENTS)} (-k also matches words of a check's name)"
+        )
     if session.result is None or int(code) not in (0, 1, 5):
         session.close()
         if int(code) == 2 and not plugin.problems:

@@ -75,11 +75,20 @@ class ImportFailure(NotImplementedYet):
 
     status = "error"
 
-    def __init__(self, module: str, cause: str, exc_type: str, exc_message: str, traceback: str):
+    def __init__(
+        self,
+        module: str,
+        cause: str,
+        exc_type: str,
+        exc_message: str,
+        traceback: str,
+        *,
+        missing: bool = False,
+    ):
         GradingOutcome.__init__(
             self,
             f"Your code raised {exc_type}: {exc_message}" if exc_type else exc_message,
-            hint=IMPORT_HINT,
+            hint=MISSING_HINT.format(module=cause) if missing else IMPORT_HINT,
             counterexample=f"import {cause}.py",
         )
         self.component = self.module = module
@@ -92,6 +101,12 @@ IMPORT_HINT = (
     "Python runs a module from the top when it is imported and stops at the first line it "
     "cannot run: fix the line shown (a syntax error, or top-level code that raises or exits), then "
     "grade again. Until then nothing in this file, or in the files that import it, can run."
+)
+
+
+MISSING_HINT = (
+    "Every module of the curriculum is graded from a file of its own name: add {module}.py "
+    "(`llm-grade init NEW-FOLDER` writes all the stubs; copy the one you need from there)."
 )
 
 

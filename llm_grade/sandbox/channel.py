@@ -214,6 +214,7 @@ def _import_failure(error: dict) -> ImportFailure | None:
         str(error.get("exc_type", "")) if error.get("kind") == "exception" else "",
         str(error.get("message", "")),
         str(error.get("traceback", "")),
+        missing=error.get("kind") == "missing",
     )
 
 

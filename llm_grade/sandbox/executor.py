@@ -94,7 +94,7 @@ class Executor(ModuleOps):
             record = {
                 "kind": "missing",
                 "component": name,
-                "message": f"Your submission has no {name}.py (expected in {self.root}).",
+                "message": f"Your submission has no {name}.py.",
                 "import_of": name,
                 "cause": name,
             }
