@@ -447,6 +447,7 @@ def _policy_can_be_disabled() -> bool:
 @pytest.mark.skipif(
     not _policy_can_be_disabled(), reason="the rubric loader rejects [policy] enabled = false"
 )
+@pytest.mark.slow
 def test_a_submission_cannot_read_a_classmates_files(tmp_path: Path):
     root = _outside_tmp()
     try:

@@ -99,6 +99,7 @@ def test_hidden_checks_show_only_name_and_points_to_learners(tmp_path):
     assert "sum to" in instructor
 
 
+@pytest.mark.slow
 def test_each_group_of_checks_gets_a_fresh_worker_whether_serial_or_parallel(tmp_path):
     """The checks form two fixed groups, each run by a fresh worker: one after the other
     (--jobs 1), or the second in a helper process (--jobs 2). The same checks share a worker
