@@ -724,3 +724,29 @@ def test_isolation_settings_read_as_settings_not_python(result: GradeResult):
     assert "call_timeout_s = 20, memory_mb = 2048, tmp_mb = 64.5" in text
     assert "{" not in text.split("isolation.limits", 1)[1][:200]
     assert "isolation.trusted" in text and "yes" in text
+
+
+def test_a_module_that_does_not_import_is_shown_once_per_component_in_the_report():
+    from llm_grade.engine.results import CheckResult, ComponentResult
+    from llm_grade.output.views import component_view
+
+    def stopped(name: str) -> CheckResult:
+        return CheckResult(
+            name, "gelu", f"title {name}", "error", 0.0, 1.0,
+            message="Your code raised SyntaxError: invalid syntax (feedforward.py, line 3)",
+            traceback='  File "feedforward.py", line 3', hint="fix the line",
+            blocked_by="feedforward.py",
+        )
+
+    view = component_view(
+        ComponentResult("gelu", "feedforward", [stopped("a"), stopped("b"), stopped("c")]),
+        learner_view=True,
+    )
+    assert view.label == "could not run: feedforward.py does not import"
+    first, *rest = view.failed
+    assert "SyntaxError" in first.message and first.traceback and first.hint
+    for other in rest:
+        assert other.message == (
+            "Could not run: feedforward.py does not import (the error is shown under 'title a')."
+        )
+        assert not (other.traceback or other.hint)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from llm_grade.engine.feedback import component_label
+from llm_grade.engine.feedback import blocked_by, component_label
 from llm_grade.engine.results import CheckResult, ComponentResult
 from llm_grade.output.figures import diff_figure
 from llm_grade.output.geometry import Figure
@@ -117,6 +117,14 @@ def component_view(component: ComponentResult, *, learner_view: bool) -> Compone
         failed=[c for c in checks if c.status not in ("passed", "skipped")],
         passed=[c for c in checks if c.status in ("passed", "skipped")],
     )
+    blocked = blocked_by(component)
+    if blocked:  # one import error: shown under the first check it stopped, named by the rest
+        first, *rest = [v for v in view.failed if not v.redacted] or [None]
+        said = view.label[:1].upper() + view.label[1:]  # "Could not run: x.py does not import"
+        for other in rest:
+            other.message = f"{said} (the error is shown under '{first.title}')."
+            other.hint = other.traceback = other.case = ""
+            other.expected_got, other.diff = [], None
     if component.status == "forbidden":
         shown = [c for c in view.failed if c.status == "forbidden" and not c.redacted]
         view.forbidden_message = (
