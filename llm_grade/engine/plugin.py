@@ -261,8 +261,9 @@ class GradingPlugin:
         return "graded", "", ""
 
     def title(self, checks: int) -> str:
-        """The first line of a run's output."""
-        return f"Grading {self.session.submission_path} ({checks} checks)"
+        """The first line of a run's output: the submission as the user would name it (no
+        install path for the bundled example)."""
+        return f"Grading {shown_path(self.session.submission_path)} ({checks} checks)"
 
     def notes(self, result) -> list[str]:
         """What the scores' reader must know about how they were made."""
@@ -275,6 +276,23 @@ class GradingPlugin:
         if sandbox.startswith("none"):
             return [f"sandbox: {sandbox}"]
         return []
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it, ``llm-grade's
+    examples/buggy`` for a bundled folder (wherever llm-grade is installed), else as is."""
+    from llm_grade.paths import bundled
+
+    path = Path(path)
+    try:
+        return str(path.relative_to(Path.cwd())) or "."
+    except ValueError:
+        pass
+    bundle = bundled("examples").parent
+    try:
+        return f"llm-grade's {path.relative_to(bundle)}"
+    except ValueError:
+        return str(path)
 
 
 def per_example(inner, session: GradingSession):
