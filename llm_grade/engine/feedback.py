@@ -324,10 +324,8 @@ def format_import_failure(module: str, checks: list[CheckResult]) -> str:
     """One block for a module that does not import: the error once, then what it stopped."""
     first = checks[0]
     stopped = list(dict.fromkeys(c.component for c in checks))
-    importers = sorted(
-        {f"{module_of(c)}.py" for c in stopped} - {module},
-        key=lambda m: list(dict.fromkeys(module_of(c) for c in stopped)).index(m[:-3]),
-    )
+    files = (f"{module_of(c)}.py" for c in stopped)
+    importers = [f for f in dict.fromkeys(files) if f != module]  # curriculum order
     n = len(stopped)
     what = f"{module} {_why(first)}"
     lines = [header(what, f"{n} component{'s' * (n != 1)} could not run")]

@@ -124,9 +124,8 @@ class GradingPlugin:
         items.sort(key=lambda item: rank[self.id_of(item).component])
         groups = two_groups(items, lambda item: self.id_of(item).name)
         self.group_of = {i.nodeid: g for g, group in enumerate(groups, 1) for i in group}
-        if self.reporter is not None and items:
-            plan = [(self.id_of(i).component, i.nodeid) for g in groups for i in g]
-            plan.sort(key=lambda pair: rank[pair[0]])
+        if self.reporter is not None and items:  # every check of both groups, in order
+            plan = [(self.id_of(i).component, i.nodeid) for i in items]
             self.reporter.plan(plan, title=self.title(len(plan)))
         if self.session.options.part:
             items[:] = groups[1]
