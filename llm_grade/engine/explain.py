@@ -57,6 +57,8 @@ def settle(components: list[ComponentResult]) -> None:
         check = _find(component, check_name)
         others = [c for c in component.checks if c is not check] if check else []
         if check is None or all(c.status == "not_implemented" or c.blocked_by for c in others):
+            if check is not None and others and check.message.startswith(NOT_RUN):
+                _as_others(check, others[0])  # what running it would have shown
             continue  # not started, or could not run: nothing to protect, no points for free
         failing = [name for name in covers if name in by_name and _lost(by_name[name])]
         if not failing:
@@ -72,6 +74,18 @@ def settle(components: list[ComponentResult]) -> None:
         check.diff = None
     for component in components:
         _defer_secondary(component)
+
+
+# the message of an end-to-end check that was not run, because a component it covers was
+# known to fail already (see GradingSession.begin): settle decides its result all the same
+NOT_RUN = "Not run: this end-to-end check runs your whole model"
+
+
+def _as_others(check: CheckResult, other: CheckResult) -> None:
+    """``check`` as the component's other checks ended (not implemented, could not run)."""
+    check.status, check.points = other.status, 0.0
+    check.message, check.hint, check.blocked_by = other.message, other.hint, other.blocked_by
+    check.traceback, check.counterexample, check.diff = other.traceback, "", None
 
 
 def _find(component: ComponentResult | None, name: str) -> CheckResult | None:

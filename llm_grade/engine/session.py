@@ -75,6 +75,7 @@ class GradingSession:
         self._handle = None
         self._transport = None
         self._stage_dir: str | None = None
+        self._area = None  # the worker template's stage area the submission is staged in
 
     @property
     def isolation(self) -> str:
@@ -120,10 +121,27 @@ class GradingSession:
 
     def stage(self) -> None:
         """Copy the submission's modules into a fresh folder: only that copy is ever
-        imported (see :func:`llm_grade.classroom.staging.stage_folder`)."""
+        imported (see :func:`llm_grade.classroom.staging.stage_folder`). Under the sandbox
+        the folder is in the stage area of a worker template (started now, if there is
+        none: it imports torch while this process does), so its workers start in
+        milliseconds (see :mod:`llm_grade.sandbox.template`)."""
         from llm_grade.classroom.staging import stage_folder
 
-        self._stage_dir = tempfile.mkdtemp(prefix="llm-grade-staged-")
+        self._area = None
+        if self.isolation == "process":
+            from llm_grade.sandbox.limits import Limits
+            from llm_grade.sandbox.template import stage_area
+
+            self._area = stage_area(
+                Limits.from_mapping(self.rubric.limits),
+                self.masks(),
+                gpu=self.options.device in ("cuda", "auto"),
+                sandbox=self._sandbox(),
+            )
+        if self._area is not None:
+            self._stage_dir = str(self._area.new_stage())
+        else:
+            self._stage_dir = tempfile.mkdtemp(prefix="llm-grade-staged-")
         self.staged = stage_folder(self.submission_path, Path(self._stage_dir) / "submission")
 
     def apply_policy(self) -> None:
@@ -217,10 +235,17 @@ class GradingSession:
     def begin(self, check: CheckId, *, renew: bool) -> None:
         """Before a check runs: a fresh worker for a new group, the time budget, the trusted
         parts (credit isolation), and the outcomes decided from the source alone."""
+        from llm_grade.engine.explain import END_TO_END
+
         handle = self.submission()
         if renew:
             handle.renew()
+        covers = END_TO_END.get((check.component, check.name))
+        # a check of the whole model: its time (a hang in a part) is not its component's own
+        handle.whole_model = covers is not None
         handle.begin_check(check.component)  # ends at once when time is up or it was too slow
+        if covers:
+            self._depends(check, covers)
         # credit isolation: while grading one component, the graded parts it is built from
         # (API.md) are trusted oracles wherever the learner's code uses them
         handle.use_oracles(list(parts_of(check.component)))
@@ -231,6 +256,26 @@ class GradingSession:
                 raise ForbiddenCall(
                     violation.component, violation.api, violation.file, violation.line
                 )
+
+    def _depends(self, check: CheckId, covers: tuple[str, ...]) -> None:
+        """An end-to-end check counts only once every component it covers passes (see
+        :func:`llm_grade.engine.explain.settle`): when one is known to fail already, it is
+        not run (settle decides its result, as it would have had it run)."""
+        from llm_grade.engine.explain import NOT_RUN
+        from llm_grade.grading.outcomes import CheckFailure
+
+        failing = sorted(
+            {  # failures of their own (a module that does not import blocks this one too)
+                r.component
+                for r in self.results.values()
+                if r.component in covers
+                and r.status in ("failed", "error", "forbidden")
+                and not r.blocked_by
+            },
+            key=list(COMPONENTS).index,
+        )
+        if failing:
+            raise CheckFailure(f"{NOT_RUN}, and {', '.join(failing[:4])} fails its own checks.")
 
     def blank_result(self, check: CheckId) -> CheckResult:
         """The check's result before anything is known: passed, with its rubric points."""
@@ -384,6 +429,8 @@ class GradingSession:
             self._transport.close()
             self._transport = None
         if self._stage_dir is not None:
+            if self._area is not None:
+                self._area.release(Path(self._stage_dir))
             shutil.rmtree(self._stage_dir, ignore_errors=True)
             self._stage_dir = None
         if self._context_token is not None:

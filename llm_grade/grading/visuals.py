@@ -116,16 +116,22 @@ def _layernorm(sub, ref) -> dict:
 
 def collect(sub, ref) -> dict:
     """The artifacts of one submission (a part that fails is recorded, never raised)."""
+    from llm_grade.grading.outcomes import WorkerFailure
+
     sub.use_oracles([])  # the learner's own code all the way down
     artifacts = {}
+    hung = [c for c, (kind, _) in getattr(sub, "too_slow", {}).items() if kind == "timeout"]
     for name, fn in (
         ("attention", _attention),
         ("positional_encoding", _positional_encoding),
         ("layernorm", _layernorm),
     ):
+        if hung:  # the learner's code runs all the way down: it would hang again
+            artifacts[name] = {"error": f"not drawn: {hung[0]} timed out while graded"}
+            continue
         try:
             artifacts[name] = fn(sub, ref)
-        except Exception as exc:  # noqa: BLE001 - a picture must never break grading
+        except (Exception, WorkerFailure) as exc:  # noqa: BLE001 - a picture never breaks grading
             artifacts[name] = {"error": f"could not collect: {exc}"}
     return artifacts
 

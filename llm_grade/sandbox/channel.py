@@ -27,6 +27,8 @@ from llm_grade.grading.outcomes import (
 )
 
 Transport = Callable[[dict], dict]
+# error kinds after which the worker is gone: the next request goes to a fresh one
+WORKER_LOST = ("timeout", "limit", "worker", "protocol", "leftover", "budget", "import_crash")
 
 
 def state_dict_report(plain: dict) -> StateDictReport:
@@ -51,7 +53,11 @@ class Channel:
         self.check_budget_s: float | None = None  # seconds of learner calls one check may use
         self._check: str = ""  # the component whose check runs now
         self._check_spent = 0.0
-        self.too_slow: dict[str, str] = {}  # component -> why it stopped early
+        # component -> (kind, why) it stopped early: "slow" (its check budget) or "timeout"
+        self.too_slow: dict[str, tuple[str, str]] = {}
+        # checks whose time is not their component's own (they run the learner's whole
+        # model: a hang in a part must not cost the component's other checks)
+        self.whole_model = False
 
     # ----------------------------------------------------------------- time
 
@@ -68,7 +74,8 @@ class Channel:
         or an earlier check of the component was too slow."""
         self._check, self._check_spent = component, 0.0
         if component in self.too_slow:
-            raise WorkerFailure(component, "", "slow", self.too_slow[component])
+            kind, why = self.too_slow[component]
+            raise WorkerFailure(component, "", kind, why)
         self._check_deadline()
 
     def _check_deadline(self) -> None:
@@ -86,7 +93,22 @@ class Channel:
         self._check_deadline()
         started = time.monotonic()
         try:
-            return self._transport(request)
+            reply = self._transport(request)
+            error = reply.get("error") if not reply.get("ok") else None
+            if isinstance(error, dict) and error.get("kind") in WORKER_LOST:
+                self.worker_lost()
+                if error.get("kind") == "timeout" and self._check and not self.whole_model:
+                    # a hang costs one check's wait, not one per check of the component
+                    self.too_slow.setdefault(
+                        self._check,
+                        (
+                            "timeout",
+                            f"Not run: an earlier check of {self._check} timed out "
+                            f"({plain_names(str(error.get('message', '')))}), so its "
+                            "remaining checks were not run (does it loop forever?).",
+                        ),
+                    )
+            return reply
         finally:
             self._check_spent += time.monotonic() - started
             limit = self.check_budget_s
@@ -95,8 +117,14 @@ class Channel:
                     f"Too slow: this check's calls into your code took {self._check_spent:.0f} s "
                     f"(the limit is {limit:g} s per check), so {self._check} was stopped early."
                 )
-                self.too_slow[self._check] = why
+                if not self.whole_model:
+                    self.too_slow[self._check] = ("slow", why)
                 raise WorkerFailure(self._check, "", "slow", why)
+
+    def worker_lost(self) -> None:
+        """The worker ended (a timeout, a crash, a limit): the next request starts a fresh
+        one, which holds nothing sent before (see Submission.worker_lost)."""
+        self._made = []
 
     # ----------------------------------------------------------------- plumbing
 

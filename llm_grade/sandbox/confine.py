@@ -106,10 +106,11 @@ def _gpu_nodes() -> list[str]:
 
 
 def bwrap_command(
-    bwrap: str, root: Path, limits: Limits, masks: list[Path], gpu: bool
+    bwrap: str, root: Path | None, limits: Limits, masks: list[Path], gpu: bool
 ) -> list[str]:
     """bubblewrap's command line up to the program it runs: ``root`` read-only at
-    :data:`SUBMISSION_MOUNT`, ``masks`` hidden, the GPU's nodes bound when ``gpu``."""
+    :data:`SUBMISSION_MOUNT` (None: the caller binds what it needs), ``masks`` hidden, the
+    GPU's nodes bound when ``gpu``."""
     cmd = [
         bwrap,
         "--ro-bind",
@@ -139,6 +140,8 @@ def bwrap_command(
             cmd += ["--dev-bind", node, node]
     for mask in masks:  # after the binds, so a bound-back folder is masked too
         cmd += ["--tmpfs", str(mask)]
+    if root is None:
+        return cmd
     return cmd + ["--ro-bind", str(root), SUBMISSION_MOUNT, "--chdir", "/tmp"]
 
 

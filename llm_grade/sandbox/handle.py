@@ -291,6 +291,16 @@ class Submission(Channel):
         self._made.append(ref["ref"])
         return ref
 
+    def worker_lost(self) -> None:
+        """A fresh worker answers from now on: it must be sent the oracles and the device
+        again (objects built before are gone)."""
+        super().worker_lost()
+        self._oracles = None
+        self._sent = set()
+        self._queue = [q for q in self._queue if q[0]["op"] not in ("load_oracles", "use_oracles")]
+        if self.device != "cpu":
+            self.set_device(self.device)
+
     def renew(self) -> None:
         """Start over with learner code freshly imported (a new worker, or a new executor
         in-process): the objects built so far and the oracles in use are forgotten."""

@@ -14,7 +14,9 @@ from dataclasses import dataclass, fields
 class Limits:
     """Bounds on learner code; the rubric's ``[limits]`` table overrides them."""
 
-    call_timeout_s: float = 20.0  # one request (one build or call); generous for Python loops
+    # one request (one build or call on tiny tensors): generous for Python loops over heads
+    # or positions (they take milliseconds here), and what a hang costs (once per component)
+    call_timeout_s: float = 10.0
     startup_timeout_s: float = 120.0  # starting Python and importing torch in the worker
     memory_mb: int = 2048  # resident memory of the worker and its children
     max_processes: int = 16  # processes in the worker's tree (bounds fork bombs)

@@ -93,6 +93,8 @@ class WorkerProcess:
 
     def _spawn(self) -> None:
         self._starts += 1
+        if self._fork():
+            return
         cmd, cwd, root = self._command()
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
@@ -118,6 +120,31 @@ class WorkerProcess:
         except OSError:
             pass  # the worker is already gone: the handshake reports how it ended
 
+    def _fork(self) -> bool:
+        """Fork the worker from the template of the stage area that holds the submission
+        (see :mod:`llm_grade.sandbox.template`); False where there is none (or it failed)."""
+        from llm_grade.sandbox.template import TemplateError, area_of
+
+        area = area_of(self.root) if self.bwrap else None
+        if area is None:
+            return False
+        try:
+            self.proc = area.fork(self.root, self.forbidden)
+        except TemplateError:
+            return False
+        self._req, self._rep = self.proc.fds
+        threading.Thread(target=self._drain, args=(self.proc.stdout,), daemon=True).start()
+        return True
+
+    @property
+    def forked(self) -> bool:
+        return self.proc is not None and hasattr(self.proc, "tree")
+
+    def _pids(self) -> list[int]:
+        """The worker's processes (for a forked one: everything in its sandbox but the
+        template)."""
+        return self.proc.tree() if self.forked else tree(self.proc.pid)
+
     def _drain(self, stream) -> None:
         cap = self.limits.output_kb * 1024
         for chunk in iter(lambda: stream.read1(65536), b""):
@@ -129,16 +156,21 @@ class WorkerProcess:
     def kill(self) -> None:
         if self.proc is None:
             return
-        kill_group(self.proc.pid)
+        forked = self.forked
+        if forked:
+            self.proc.kill()  # the template reaps it
+        else:
+            kill_group(self.proc.pid)
         for fd in (self._req, self._rep):
             try:
                 os.close(fd)
             except OSError:
                 pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
+        if not forked:
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
         self.proc = None
         self._baseline = None
         if self._workdir:
@@ -155,7 +187,8 @@ class WorkerProcess:
                 code = self.proc.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 code = None
-        return death_record(code, bool(self.bwrap), self.limits.cpu_s, doing)
+        # bubblewrap reports 128 + the signal; the template reports the worker's own status
+        return death_record(code, bool(self.bwrap) and not self.forked, self.limits.cpu_s, doing)
 
     def _receive(self, timeout: float, doing: str) -> dict:
         deadline = time.monotonic() + timeout
@@ -192,7 +225,7 @@ class WorkerProcess:
     def _check_tree(self, doing: str) -> list[int]:
         """Kill the worker when its process tree has too many processes or too much memory;
         else return the tree's pids."""
-        pids = tree(self.proc.pid)
+        pids = self._pids()
         record = over_limits(pids, self.limits, doing)
         if record is not None:
             self.kill()
@@ -243,14 +276,14 @@ class WorkerProcess:
 
     def _census(self) -> tuple[int, int]:
         """(processes, threads) in the worker's tree, from /proc: never asked of the worker."""
-        return census(tree(self.proc.pid))
+        return census(self._pids())
 
     def _check_leftovers(self, doing: str, pids: list[int]) -> None:
         """A call into learner code must leave nothing running: a thread or process still
         alive after the reply ends this worker, and the call is charged for it."""
         if self._baseline is None:
             return
-        record = leftovers(self.proc.pid, pids, self._baseline, doing)
+        record = leftovers(self._pids, pids, self._baseline, doing)
         if record is not None:
             self.kill()
             raise WorkerDied(record)

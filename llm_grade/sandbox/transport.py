@@ -31,6 +31,9 @@ from llm_grade.sandbox.framing import write_frame
 from llm_grade.sandbox.limits import Limits
 from llm_grade.sandbox.supervisor import WorkerDied, WorkerProcess
 
+# requests that run no learner code (they do not add to a batch's timeout)
+BOOKKEEPING = ("load_oracles", "use_oracles", "release", "device")
+
 
 class WorkerTransport(WorkerProcess):
     """A transport for :class:`~llm_grade.sandbox.handle.Submission` backed by a worker process."""
@@ -77,6 +80,8 @@ class WorkerTransport(WorkerProcess):
 
     def _handshake(self) -> None:
         self._handshake_pending = False
+        if self.proc is None:  # a worker forked from a template: forked when first needed
+            self._spawn()
         try:
             hello = self._receive(self.limits.startup_timeout_s, "starting the worker")
         except WorkerDied as exc:
@@ -90,8 +95,13 @@ class WorkerTransport(WorkerProcess):
     def start_soon(self) -> None:
         """Spawn the worker now (Python and torch load while pytest collects the graders);
         the first request waits for its greeting. Spawned from this thread on purpose:
-        bubblewrap's --die-with-parent fires when the *thread* that spawned it ends."""
-        self._spawn()
+        bubblewrap's --die-with-parent fires when the *thread* that spawned it ends. A
+        submission staged in a template's stage area is forked at the first request instead
+        (the template may still be importing torch meanwhile)."""
+        from llm_grade.sandbox.template import area_of
+
+        if not (self.bwrap and area_of(self.root)):
+            self._spawn()
         self._handshake_pending = True
 
     def _preload(self) -> None:
@@ -187,7 +197,8 @@ class WorkerTransport(WorkerProcess):
             self.start()
         doing = f"running {request.get('call') or request['op']}"
         # a batch (see Submission._batch) may hold several calls into learner code
-        timeout = self.limits.call_timeout_s * len(parts)
+        calls = [p for p in parts if p.get("op") not in BOOKKEEPING]
+        timeout = self.limits.call_timeout_s * max(1, len(calls))
         budget_left = None if self.deadline is None else self.deadline - time.monotonic()
         clipped = budget_left is not None and budget_left < timeout  # the budget ends first
         if clipped:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 
 from llm_grade.sandbox.limits import Limits
 
@@ -71,14 +72,16 @@ def over_limits(pids: list[int], limits: Limits, doing: str) -> dict | None:
     return None
 
 
-def leftovers(pid: int, pids: list[int], baseline: tuple[int, int], doing: str) -> dict | None:
-    """A call into learner code must leave nothing running: the error record when the tree of
-    ``pid`` (``pids`` just after the reply) holds more processes or threads than ``baseline``
-    (the idle worker's census)."""
+def leftovers(
+    again: Callable[[], list[int]], pids: list[int], baseline: tuple[int, int], doing: str
+) -> dict | None:
+    """A call into learner code must leave nothing running: the error record when the
+    worker's tree (``pids`` just after the reply; ``again()`` lists it anew) holds more
+    processes or threads than ``baseline`` (the idle worker's census)."""
     processes, threads = census(pids)
     if processes > baseline[0] or threads > baseline[1]:
         time.sleep(0.05)  # a thread joined just before the reply may still be exiting
-        processes, threads = census(tree(pid))
+        processes, threads = census(again())
     if processes > baseline[0] or threads > baseline[1]:
         what = "a process" if processes > baseline[0] else "a thread"
         return {

@@ -59,14 +59,12 @@ def read_config(fd: int) -> dict:
     return {"forbidden": config.get("forbidden") or {}}
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    fd_in, fd_out = args.fd_in, args.fd_out
-    config = read_config(fd_in)
+def prepare() -> None:
+    """Import torch and every engine module the worker needs, then close the doors. Done
+    once per process: by the worker itself, or by the template that forks workers
+    (:mod:`llm_grade.sandbox.template`) before any learner code or oracle is loaded."""
+    import torch  # noqa: F401
 
-    import torch
-
-    torch.set_num_threads(args.threads)
     # import every engine module the worker needs *before* closing the doors; the import path
     # stays whole (torch imports sympy, numpy... lazily), only trusted code is refused, and
     # under bubblewrap its files are masked wherever they are installed
@@ -80,9 +78,19 @@ def main(argv: list[str] | None = None) -> None:
         wire,
     )
 
-    sys.meta_path.insert(0, _BlockTrustedImports())
+    if not any(isinstance(f, _BlockTrustedImports) for f in sys.meta_path):
+        sys.meta_path.insert(0, _BlockTrustedImports())
 
-    ex = executor.Executor(args.submission, config["forbidden"])
+
+def serve(fd_in: int, fd_out: int, submission: str, config: dict, threads: int = 1) -> None:
+    """Answer requests on ``fd_in`` with replies on ``fd_out`` until the grader closes the
+    pipe, then end the process."""
+    import torch
+
+    from llm_grade.sandbox import executor, wire
+
+    torch.set_num_threads(threads)
+    ex = executor.Executor(submission, config["forbidden"])
     write_frame(fd_out, wire.encode({"ready": True, "pid": os.getpid()}))
     while True:
         frame = read_frame(fd_in)
@@ -113,6 +121,13 @@ def main(argv: list[str] | None = None) -> None:
         write_frame(fd_out, payload)
     sys.stdout.flush()
     os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    config = read_config(args.fd_in)
+    prepare()
+    serve(args.fd_in, args.fd_out, args.submission, config, args.threads)
 
 
 if __name__ == "__main__":

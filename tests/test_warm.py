@@ -1,0 +1,193 @@
+"""Warm starts keep no state: workers forked from one template, submissions graded by one
+process, the same scores as a cold start; and a hang costs one wait, not one per check."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from lg_paths import GRADERS, REFERENCE
+
+from llm_grade.engine.run import grade
+from llm_grade.sandbox import template
+from llm_grade.sandbox.confine import bubblewrap
+
+pytestmark = pytest.mark.skipif(
+    sys.platform != "linux" or bubblewrap() is None, reason="worker templates need bubblewrap"
+)
+
+FAST = "\n[limits]\ncall_timeout_s = 3\n"
+NO_POLICY = "\n[policy]\nenabled = false\n"
+
+# at import, everything a worker could leave for the next one: a file in /tmp and /dev/shm,
+# a process that outlives it, a System V segment, and patched torch and builtins
+POISON = textwrap.dedent(
+    """
+    import builtins, ctypes, os, time
+    open("/tmp/llm-grade-poison", "w").write("x")
+    try:
+        open("/dev/shm/llm-grade-poison", "w").write("x")
+    except OSError:
+        pass
+    ctypes.CDLL(None).shmget(0x11E6, 4096, 0o1666)
+    torch.exp = lambda x: x * 0
+    torch.Tensor.exp = lambda self: self * 0
+    builtins.LLM_GRADE_POISON = True
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            time.sleep(120)
+        os._exit(0)
+    """
+)
+
+# softmax that is wrong whenever anything of the poison is still there
+DETECT = textwrap.dedent(
+    """
+    def _poisoned():
+        import builtins, os
+        if os.path.exists("/tmp/llm-grade-poison") or os.path.exists("/dev/shm/llm-grade-poison"):
+            return True
+        if getattr(builtins, "LLM_GRADE_POISON", False):
+            return True
+        try:
+            if len(open("/proc/sysvipc/shm").read().splitlines()) > 1:
+                return True
+        except OSError:
+            pass
+        mine = {1, os.getpid(), os.getppid()}  # the namespace's init, this worker, its template
+        return any(p.isdigit() and int(p) not in mine for p in os.listdir("/proc"))
+    """
+)
+
+
+def _rubric(folder: Path, extra: str) -> Path:
+    path = folder / "rubric.toml"
+    path.write_text((GRADERS / "rubric.toml").read_text() + extra)
+    return path
+
+
+def _copy(folder: Path) -> Path:
+    shutil.copytree(REFERENCE, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return folder
+
+
+def _checks(result) -> list[tuple[str, str, str, float]]:
+    return [
+        (c.component, c.name, c.status, c.points) for comp in result.components for c in comp.checks
+    ]
+
+
+def test_a_poisoned_worker_leaves_nothing_for_the_next_submission(tmp_path):
+    rubric = _rubric(tmp_path, NO_POLICY)
+    poisoner = _copy(tmp_path / "poisoner")
+    path = poisoner / "attention.py"
+    path.write_text(path.read_text() + POISON)
+    detector = _copy(tmp_path / "detector")
+    path = detector / "attention.py"
+    text = path.read_text().replace(
+        "    x_max = x.amax(dim=dim, keepdim=True)\n",
+        "    if _poisoned():\n        return x * 0\n    x_max = x.amax(dim=dim, keepdim=True)\n",
+        1,
+    )
+    path.write_text(text + DETECT)
+    select = "softmax or causal_mask"
+
+    clean = grade(detector, select=select, jobs=1, rubric=rubric, quiet=True, isolation="process")
+    assert clean.score == clean.max_score > 0
+    areas = list(template._areas.values())
+    assert len(areas) >= 1
+    poisoned = grade(
+        poisoner, select=select, jobs=1, rubric=rubric, quiet=True, isolation="process"
+    )
+    assert poisoned.score < poisoned.max_score  # torch.exp was patched in its own workers
+    templates = {id(a.template): a.template.pid for a in template._areas.values()}
+
+    after = grade(detector, select=select, jobs=1, rubric=rubric, quiet=True, isolation="process")
+    # the same template forked the workers of all three, and nothing crossed
+    assert {id(a.template): a.template.pid for a in template._areas.values()} == templates
+    assert _checks(after) == _checks(clean)
+    assert after.score == after.max_score
+
+
+def test_warm_workers_score_exactly_as_cold_ones(tmp_path, monkeypatch):
+    buggy = Path(__file__).resolve().parents[1] / "examples" / "buggy"
+    select = "softmax or MultiHeadAttention or LayerNorm or EncoderLayer"
+    warm = grade(buggy, select=select, jobs=1, quiet=True, isolation="process")
+    assert warm.isolation["worker_starts"] >= 2  # one per group: both forked
+    monkeypatch.setenv("LLM_GRADE_NO_TEMPLATE", "1")
+    cold = grade(buggy, select=select, jobs=1, quiet=True, isolation="process")
+    assert _checks(warm) == _checks(cold)
+    assert [c.message for comp in warm.components for c in comp.checks] == [
+        c.message for comp in cold.components for c in comp.checks
+    ]
+
+
+def test_a_worker_that_dies_is_replaced_with_the_oracles_it_held(tmp_path):
+    """A crash in one component's check restarts the worker: the checks after it (which use
+    trusted parts) still get those parts."""
+    sub = _copy(tmp_path / "sub")
+    path = sub / "attention.py"
+    path.write_text(
+        path.read_text().replace(
+            "    x_max = x.amax(dim=dim, keepdim=True)\n",
+            "    import os\n    os._exit(3)\n",
+            1,
+        )
+    )
+    result = grade(
+        sub,
+        select="softmax or MultiHeadAttention",
+        jobs=1,
+        rubric=_rubric(tmp_path, NO_POLICY),
+        quiet=True,
+        isolation="process",
+    )
+    by_name = {c.name: c for c in result.components}
+    assert by_name["softmax"].score == 0
+    assert all("exited" in c.message for c in by_name["softmax"].checks), by_name["softmax"]
+    mha = by_name["MultiHeadAttention"]
+    assert mha.score == mha.max_score, [c.message for c in mha.checks if c.status != "passed"]
+
+
+def test_a_hang_costs_one_timeout_per_process_not_one_per_check(tmp_path):
+    sub = _copy(tmp_path / "sub")
+    path = sub / "attention.py"
+    path.write_text(
+        path.read_text().replace(
+            "    x_max = x.amax(dim=dim, keepdim=True)\n", "    while True:\n        pass\n", 1
+        )
+    )
+    result = grade(
+        sub,
+        select="softmax or GPT",
+        jobs=2,
+        rubric=_rubric(tmp_path, FAST + NO_POLICY),
+        quiet=True,
+        isolation="process",
+    )
+    by_name = {c.name: c for c in result.components}
+    softmax = by_name["softmax"].checks
+    waited = [c for c in softmax if "timed out after" in c.message and "Not run" not in c.message]
+    assert 1 <= len(waited) <= 2, [c.message for c in softmax]  # one per grading process
+    assert all(c.status == "error" and c.points == 0 for c in softmax)
+    assert all("timed out" in c.message for c in softmax)
+    gpt = by_name["GPT"]
+    mixed = next(c for c in gpt.checks if c.name == "mixed_precision")
+    assert mixed.status == "skipped" and "depends on softmax" in mixed.message
+    assert gpt.score == gpt.max_score  # the hang in softmax costs GPT nothing
+    # two waits of 3 s at most (one per process), plus grading itself
+    assert sum(c.duration_s for c in softmax) < 2 * 3 + 5
+
+
+def test_templates_are_only_shared_by_runs_with_the_same_masks(tmp_path):
+    inside = tmp_path / "hidden"  # under /tmp: the private /tmp hides it anyway
+    inside.mkdir()
+    assert template.normalized_masks([inside]) == []
+    outside = Path(os.path.expanduser("~")).resolve()
+    kept = template.normalized_masks([outside, outside / "sub-folder-that-does-not-exist"])
+    assert kept == ([outside] if not outside.is_relative_to("/tmp") else [])
