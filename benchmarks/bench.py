@@ -40,7 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "reference"
 BUGGY = REPO / "examples" / "buggy"
-PROGRESS = b".FEsxX"  # pytest's progress characters
+LIVE_LINE = re.compile(r"^  [✓✗·] \w")  # a component's line, printed when its checks are in
 PYTEST = [sys.executable, "-m", "pytest", "graders/", "--grade-submission", str(REFERENCE), "-q"]
 PYTEST += ["-p", "no:cacheprovider"]
 TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
@@ -150,11 +150,13 @@ def grade_process(out: Path) -> dict:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        first, line_start, output = None, True, bytearray()
+        first, line, output = None, bytearray(), bytearray()
         while byte := proc.stdout.read(1):
-            if first is None and line_start and byte in PROGRESS:
-                first = time.perf_counter() - start
-            line_start = byte == b"\n"
+            line += byte
+            if byte == b"\n":
+                if first is None and LIVE_LINE.match(line.decode(errors="replace")):
+                    first = time.perf_counter() - start
+                line = bytearray()
             output += byte
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
@@ -219,7 +221,10 @@ def class_batch(size: int) -> dict:
         for jobs in (1, 2):
             out = Path(tmp) / f"out-{jobs}"
             cmd = llm_grade() + ["batch", f"{tmp}/class", "--jobs", str(jobs), "--out", str(out)]
-            times[f"jobs{jobs}"] = timing([run(cmd, check=False)[0]])
+            seen = watched(cmd)
+            times[f"jobs{jobs}"] = timing([seen["wall_s"]])
+            times[f"jobs{jobs}"]["peak_rss_mb"] = seen["rss_mb"]
+            times[f"jobs{jobs}"]["peak_pss_mb"] = seen["pss_mb"]
             wrong = {}
             for name, want in expected.items():
                 path = out / "students" / name / "results.json"
@@ -229,6 +234,62 @@ def class_batch(size: int) -> dict:
             times[f"jobs{jobs}"]["wrong_scores"] = wrong
     times["speedup"] = times["jobs1"]["median_s"] / times["jobs2"]["median_s"]
     return times
+
+
+def tree_pss_mb(pid: int) -> float:
+    """Proportional set size of ``pid`` and its descendants (shared pages counted once
+    across the tree: forked workers share their template's torch)."""
+    todo, kb = [pid], 0
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as fh:
+                kb += next(int(line.split()[1]) for line in fh if line.startswith("Pss:"))
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo += [int(c) for c in fh.read().split()]
+        except (OSError, ValueError, IndexError, StopIteration):
+            continue
+    return kb / 1024
+
+
+def watched(cmd: list[str]) -> dict:
+    """Run ``cmd`` in the repository; its wall time and the peak memory of its whole process
+    tree (resident and proportional), sampled from /proc every 100 ms."""
+    peak = {"rss_mb": 0.0, "pss_mb": 0.0}
+    done = threading.Event()
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def sample() -> None:
+        while not done.wait(0.1):
+            peak["rss_mb"] = max(peak["rss_mb"], tree_rss_mb(proc.pid))
+            peak["pss_mb"] = max(peak["pss_mb"], tree_pss_mb(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, err = proc.communicate()
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        fail(cmd, proc.returncode, err.decode(errors="replace"))
+    return {"wall_s": wall, **peak}
+
+
+HANG = "    while True:  # the bench's hanging softmax\n        pass\n"
+
+
+def hanging_grade(runs: int) -> dict:
+    """A full grade of the reference whose softmax never returns (one component hangs)."""
+    with tempfile.TemporaryDirectory(prefix="llm-grade-hang-") as tmp:
+        sub = Path(tmp) / "hang"
+        shutil.copytree(REFERENCE, sub, ignore=shutil.ignore_patterns("__pycache__"))
+        path = sub / "attention.py"
+        anchor = "    x_max = x.amax(dim=dim, keepdim=True)\n"
+        path.write_text(path.read_text().replace(anchor, HANG + anchor, 1))
+        cmd = llm_grade() + ["grade", str(sub), "--isolation", "process", "-q"]
+        return median_wall(cmd, runs)
 
 
 def measure(runs: int, with_batch: bool, batch_size: int, class_size: int) -> dict:
@@ -262,6 +323,13 @@ def measure(runs: int, with_batch: bool, batch_size: int, class_size: int) -> di
     m["component_s"] = {
         c["name"]: sum(t["duration_s"] for t in c["tests"]) for c in results["components"]
     }
+    step("llm-grade grade reference -k softmax (one component)")
+    m["softmax_only"] = median_wall(
+        llm_grade() + ["grade", str(REFERENCE), "--isolation", "process", "-q", "-k", "softmax"],
+        runs,
+    )
+    step("llm-grade grade of a submission whose softmax hangs")
+    m["hanging"] = hanging_grade(1)
     step("llm-grade grade --jobs 1 (the checks' two groups one after the other)")
     m["grade_jobs1"] = median_wall(
         llm_grade() + ["grade", str(REFERENCE), "--isolation", "process", "--jobs", "1"], runs
@@ -297,12 +365,25 @@ def report(m: dict) -> list[tuple]:
 
     floor = med("torch_import") + med("raw_compute")
     grade, checks = med("grade_process"), sum(m["component_s"].values())
-    row("floor: python -c 'import torch'", med("torch_import"))
+    torch_s = med("torch_import")
+    row("floor: python -c 'import torch'", torch_s)
     row("floor: reference's compute on the same inputs", med("raw_compute"))
     row("floor = torch import + that compute", floor)
     row("grade --isolation process (full grade)", grade, "s", "< 10 s", grade < 10)
     row("  ... the same with --jobs 1", med("grade_jobs1"))
-    row("  ... as a multiple of the floor", grade / floor, "x", "<= 3x", grade / floor <= 3)
+    row("  ... as a multiple of the floor", grade / floor, "x", "<= 2x", grade / floor <= 2)
+    softmax = med("softmax_only")
+    row("grade -k softmax (one component)", softmax)
+    row(
+        "  ... as a multiple of import torch",
+        softmax / torch_s,
+        "x",
+        "<= 1.3x",
+        softmax / torch_s <= 1.3,
+    )
+    extra = med("hanging") - grade
+    row("grade with a hanging softmax", med("hanging"))
+    row("  ... more than a correct submission", extra, "s", "< 60 s", extra < 60)
     row("grade --isolation none (in-process)", med("in_process"))
     row("  ... time to first result", med("first_result"))
     row("  ... sum of checks' duration_s", checks)
@@ -324,9 +405,17 @@ def report(m: dict) -> list[tuple]:
         n, speedup = c["submissions"], c["speedup"]
         wrong = len(c["jobs1"]["wrong_scores"]) + len(c["jobs2"]["wrong_scores"])
         row(f"mixed class of {n} --jobs 1", c["jobs1"]["median_s"])
+        each = c["jobs2"]["median_s"] / n
         row(f"mixed class of {n} --jobs 2", c["jobs2"]["median_s"])
+        row("  ... per submission", each, "s", "<= 2.5 s", each <= 2.5)
+        row(
+            "  ... 300 submissions (extrapolated)", each * 300 / 60, "min", "<= 15", each * 20 <= 15
+        )
         row("  ... speed-up jobs 2 / jobs 1", speedup, "x", ">= 1.6x", speedup >= 1.6)
         row("  ... submissions scored wrongly", wrong, "", "0", wrong == 0)
+        pss = c["jobs2"]["peak_pss_mb"]
+        row("  ... peak memory of 2 jobs (PSS, tree)", pss, "MB", "<= 1500", pss <= 1500)
+        row("  ... peak memory of 2 jobs (RSS sum)", c["jobs2"]["peak_rss_mb"], "MB")
     return rows
 
 
@@ -353,11 +442,11 @@ def main(argv: list[str] | None = None) -> None:
     m = measure(runs, not args.quick, args.batch_size, args.class_size)
     rows = report(m)
 
-    print(f"\n{'measurement':<46} {'median':>10}  {'target':<8} verdict")
+    print(f"\n{'measurement':<46} {'median':>10}   {'target':<8} verdict")
     for name, value, unit, target, ok in rows:
         verdict = "" if ok is None else ("ok" if ok else "MISSED")
-        shown = f"{value:>8.2f}" if unit in ("s", "x") else f"{value:>8.0f}"
-        print(f"{name:<46} {shown} {unit:<2} {target:<8} {verdict}")
+        shown = f"{value:>8.2f}" if unit in ("s", "x", "min") else f"{value:>8.0f}"
+        print(f"{name:<46} {shown} {unit:<3} {target:<8} {verdict}")
     if m.get("batch") is None:
         print("batch: skipped (--quick)" if args.quick else "batch: not available yet")
     print("\ntime per component (sum of its checks' duration_s, --isolation process):")

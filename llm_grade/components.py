@@ -44,6 +44,17 @@ def exactly(names) -> str:
     return " or ".join(parts)
 
 
+def selected(expression: str | None) -> list[str] | None:
+    """The components a ``-k`` expression of API names selects (``"softmax or GPT"``), in
+    curriculum order; None for no expression or any other one (pytest decides)."""
+    if not expression:
+        return None
+    names = [part.strip() for part in expression.strip().split(" or ")]
+    if names and all(name in COMPONENTS for name in names):
+        return [c for c in COMPONENTS if c in names]
+    return None
+
+
 def narrowed(expression: str) -> str:
     """``-k Encoder`` (or ``-k "Encoder or GPT"``: API names only) as :func:`exactly` those
     components; any other ``-k`` expression as given (pytest's substring matching)."""

@@ -9,7 +9,6 @@ import json
 import re
 import shutil
 import stat
-import subprocess
 import tempfile
 import time
 import zipfile
@@ -283,19 +282,19 @@ def test_each_grade_hides_the_class_folder_and_the_output(
     out = tmp_path / "out"
     calls = []
 
-    def fake_run(cmd, **kwargs):
-        calls.append((cmd, kwargs["cwd"]))
-        return subprocess.CompletedProcess(cmd, 1)
+    def fake_grade(self, folder, options, timeout):
+        calls.append((options, self.cwd))
+        return 1, "grading could not run: a reason"
 
     monkeypatch.setattr(batch, "bubblewrap", lambda: "/usr/bin/bwrap")
-    monkeypatch.setattr(batch.subprocess, "run", fake_run)
+    monkeypatch.setattr(batch.GradingServer, "grade", fake_grade)
     (outcome,) = batch.grade_class(klass, out)
-    assert "grading exited with status 1" in outcome.error
-    ((cmd, cwd),) = calls
-    hidden = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--hide"]
-    assert hidden == [str(klass.resolve()), str(out.resolve())]
-    assert cmd[cmd.index("--sandbox") + 1] == "bubblewrap"
-    assert cwd == out.resolve() / "students" / "alice"
+    assert "grading could not run: a reason" in outcome.error
+    ((options, cwd),) = calls
+    assert [str(p) for p in options.hide] == [str(klass.resolve()), str(out.resolve())]
+    assert options.sandbox == "bubblewrap" and options.isolation == "process"
+    assert options.out == out.resolve() / "students" / "alice"
+    assert cwd == out.resolve()  # the job's grading process starts in a neutral folder
 
 
 def test_batch_refuses_without_bubblewrap_unless_told_sandbox_none(

@@ -3,9 +3,12 @@
 A submission is a sub-folder, a ``.zip`` archive or a Jupyter notebook (``.ipynb``); the
 latter two are first unpacked into ``OUT/.staged/<student>/`` (see
 :mod:`llm_grade.classroom.staging` for the conventions and the safety checks). Each
-submission is graded by its own
-``llm-grade grade`` process (with its own sandboxed worker), so one submission can never
-disturb another's grading, and N processes use N cores.
+job (N at a time: N cores) keeps one long-lived grading process
+(:mod:`llm_grade.classroom.server`) that grades submission after submission, each with its own
+grading session and fresh sandboxed workers forked from a pre-imported template, so one
+submission can never disturb another's grading and the imports are paid once per job, not once
+per submission. A submission that overruns its time costs its job's process (killed and
+started afresh for the next one), never another submission.
 
 **Students cannot reach each other.** Every worker runs in bubblewrap with the class folder
 and the whole output folder hidden (``--hide``): it sees only the private copy of its own
@@ -33,14 +36,15 @@ import hmac
 import json
 import os
 import secrets
-import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from llm_grade.classroom.server import GradingServer
 from llm_grade.classroom.staging import (
     StagingError,
     StudentSubmission,
@@ -219,6 +223,7 @@ def _grade_one(
     stamp: str,
     key: bytes,
     hide: list[Path],
+    server: GradingServer,
     note: str = "",
 ) -> Outcome:
     started = time.perf_counter()
@@ -236,29 +241,16 @@ def _grade_one(
     except StagingError as exc:
         seconds = time.perf_counter() - started
         return Outcome(name, None, False, seconds, f"{submission.path.name}: {exc}", note)
-    # -I and a neutral working directory: an llm_grade/ folder in the caller's folder (or in
-    # the class folder) is never imported in place of the engine. --hide: the worker sees its
-    # own (privately copied) submission, not the class folder nor anything under OUT
-    mine = options.replace(out=out, hide=tuple(hide))
-    cmd = [sys.executable, "-I", "-m", "llm_grade", "grade", str(folder), *mine.cli_args()]
-    with (out / "grading.log").open("wb") as log:
-        try:
-            proc = subprocess.run(
-                cmd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=timeout,
-                stdin=subprocess.DEVNULL,
-                cwd=out,
-            )
-            code = proc.returncode
-        except subprocess.TimeoutExpired:
-            code = None
+    # --hide: the worker sees its own (privately copied) submission, not the class folder
+    # nor anything under OUT; the job's long-lived grading process (started in a neutral
+    # folder, with -I) grades it, as `llm-grade grade FOLDER --out OUT` would
+    mine = options.replace(out=out, hide=tuple(hide), submission=None)
+    code, why = server.grade(folder, mine, timeout)
     seconds = time.perf_counter() - started
     data = results.read_bytes() if results.is_file() else None
     result = _parse(data) if data is not None else None
     if result is None:
-        why = "timed out" if code is None else f"exited with status {code}"
+        why = "timed out" if code is None else (why.strip() or f"failed (status {code})")
         if data is not None:
             why += " and left an unreadable results.json"
         return Outcome(
@@ -308,27 +300,37 @@ def grade_class(
         for submission in submissions:
             (student_dir(out, submission.name) / STAMP_FILE).unlink(missing_ok=True)
     outcomes: list[Outcome] = []
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [
-            pool.submit(
-                _grade_one,
-                s,
-                student_dir(out, s.name),
-                out / STAGED / s.name,
-                options,
-                timeout,
-                _stamp(s, options.cli_args(), rubric),
-                key,
-                hide,
-                note,
-            )
-            for s in submissions
-        ]
-        for future in as_completed(futures):
-            outcome = future.result()
-            outcomes.append(outcome)
-            if on_done is not None:
-                on_done(outcome)
+    servers: list[GradingServer] = []  # one long-lived grading process per job
+    local = threading.local()
+
+    def one(submission: StudentSubmission) -> Outcome:
+        if not hasattr(local, "server"):
+            local.server = GradingServer(out)
+            servers.append(local.server)
+        return _grade_one(
+            submission,
+            student_dir(out, submission.name),
+            out / STAGED / submission.name,
+            options,
+            timeout,
+            _stamp(submission, options.cli_args(), rubric),
+            key,
+            hide,
+            local.server,
+            note,
+        )
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = [pool.submit(one, s) for s in submissions]
+            for future in as_completed(futures):
+                outcome = future.result()
+                outcomes.append(outcome)
+                if on_done is not None:
+                    on_done(outcome)
+    finally:
+        for server in servers:
+            server.close()
     return sorted(outcomes, key=lambda o: o.name)
 
 

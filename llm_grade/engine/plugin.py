@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 _PLUGIN_KEY = pytest.StashKey["GradingPlugin"]()
 HELPER_WAIT_S = 3600  # the helper's own limits end it long before
+HELPER_MIN_CHECKS = 30  # fewer selected checks than this are graded by one process
 # (the session, and with it torch, is imported only once a grading run starts: every pytest
 # run in the environment loads this module through the pytest11 entry point)
 
@@ -74,6 +75,7 @@ class GradingPlugin:
         self.group_of: dict[str, int] = {}  # nodeid -> check group (1 or 2)
         self._group: int | None = None  # the group the worker has run so far
         self._ids: dict[str, CheckId] = {}
+        self._chosen: list[str] | None = None  # the components -k names (None: not known)
 
     def id_of(self, item: pytest.Item) -> CheckId:
         if item.nodeid not in self._ids:
@@ -82,21 +84,32 @@ class GradingPlugin:
 
     def configure(self, config: pytest.Config) -> None:
         """Start the run: the helper process first (jobs=2), then the session."""
-        from llm_grade.components import narrowed
+        from llm_grade.components import narrowed, selected
         from llm_grade.engine.groups import HelperProcess
 
         self.config = config
+        self._chosen = selected(config.option.keyword)  # before -k is rewritten
         if config.option.keyword:  # -k Encoder is Encoder's checks, not EncoderLayer's too
             config.option.keyword = narrowed(config.option.keyword)
         options = self.session.options
         will_run = _will_run(config)
-        if options.jobs > 1 and not options.part and will_run:
+        if options.jobs > 1 and not options.part and will_run and self._worth_a_helper():
             params = config.invocation_params
             self.helper = HelperProcess(options, list(params.args), Path(params.dir))
         try:
             self.session.start(will_run=will_run)
         except OptionError as exc:
             raise pytest.UsageError(str(exc)) from None
+
+    def _worth_a_helper(self) -> bool:
+        """A second grading process pays off for a full grade, not for a few components
+        (``-k softmax``): it imports torch and starts a worker of its own, seconds of a core
+        that the checks would not win back. Which checks share a worker is the same either
+        way (see :mod:`llm_grade.engine.groups`), so the score is too."""
+        if self._chosen is None:
+            return True
+        checks = sum(len(self.session.rubric.checks.get(name, {})) for name in self._chosen)
+        return checks >= HELPER_MIN_CHECKS
 
     # -------------------------------------------------------------- hooks
 
@@ -147,8 +160,9 @@ class GradingPlugin:
         """A test's queued requests are sent (and their errors raised) before it counts as
         passed; a Hypothesis example's before the example does (see :func:`per_example`)."""
         hypothesis = getattr(pyfuncitem.obj, "hypothesis", None)
-        if hypothesis is not None and not getattr(hypothesis.inner_test, "_llm_grade", False):
-            hypothesis.inner_test = per_example(hypothesis.inner_test, self.session)
+        if hypothesis is not None:  # wrapped for this run's session (a process may run many)
+            inner = getattr(hypothesis.inner_test, "_llm_grade_inner", hypothesis.inner_test)
+            hypothesis.inner_test = per_example(inner, self.session)
         try:
             result = yield
             if self.session.handle is not None:
@@ -315,7 +329,7 @@ def per_example(inner, session: GradingSession):
             if session.context is not None:
                 session.context.pool.give_back()
 
-    example._llm_grade = True
+    example._llm_grade_inner = inner
     return example
 
 

@@ -26,9 +26,18 @@ def pytest_args(*, select: str | None = None, extra=()) -> list[str]:
     """The pytest command line that runs the bundled graders (the grading options travel
     with the session, not on this command line). pytest prints nothing of its own: the
     run's :class:`~llm_grade.output.terminal.TerminalReport`, if any, does."""
+    from llm_grade.components import module_of, selected
+
     graders = bundled("graders")
+    # -k of API names: only the graders of their modules are collected
+    chosen = selected(select)
+    files = (
+        [str(graders)]
+        if chosen is None
+        else [str(graders / f"test_{m}.py") for m in dict.fromkeys(map(module_of, chosen))]
+    )
     args = [
-        str(graders),
+        *files,
         "-p",
         "no:cacheprovider",
         "--rootdir",

@@ -210,6 +210,22 @@ def serve(control: socket.socket) -> None:
         control.sendall(json.dumps(reply).encode())
 
 
+def warm_up() -> None:
+    """Pay torch's first-use costs once, here, instead of in every worker: the first
+    operation on the meta device loads torch's compiler stack (about a second). No learner
+    code or oracle is involved; one thread (a thread pool must not exist when we fork), and
+    no backward pass (autograd's threads would not survive a fork either)."""
+    import torch
+
+    torch.set_num_threads(1)
+    state = torch.default_generator.get_state()  # a worker starts from a cold one's state
+    with torch.no_grad():
+        layer = torch.nn.Linear(4, 4, device="meta")
+        layer(torch.zeros(2, 4, device="meta")).softmax(-1)
+        torch.nn.Linear(4, 4)(torch.zeros(2, 4)).softmax(-1)
+    torch.default_generator.set_state(state)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="llm-grade's worker template")
     parser.add_argument("--control", type=int, required=True, help="the grader's socket")
@@ -221,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     from llm_grade.sandbox import worker
 
     worker.prepare()
+    warm_up()
     serve(control)
     sys.stdout.flush()
     os._exit(0)
