@@ -1,5 +1,6 @@
 """Warm starts keep no state: workers forked from one template, submissions graded by one
-process, the same scores as a cold start; and a hang costs one wait, not one per check."""
+process, the same scores as a cold start; a hang costs one wait, not one per check; and -k
+starts only what it needs."""
 
 from __future__ import annotations
 
@@ -76,6 +77,24 @@ def _copy(folder: Path) -> Path:
     return folder
 
 
+ANCHOR = "    x_max = x.amax(dim=dim, keepdim=True)\n"
+
+
+def _poisoner(folder: Path) -> Path:
+    path = _copy(folder) / "attention.py"
+    path.write_text(path.read_text() + POISON)
+    return folder
+
+
+def _detector(folder: Path) -> Path:
+    path = _copy(folder) / "attention.py"
+    text = path.read_text().replace(
+        ANCHOR, "    if _poisoned():\n        return x * 0\n" + ANCHOR, 1
+    )
+    path.write_text(text + DETECT)
+    return folder
+
+
 def _checks(result) -> list[tuple[str, str, str, float]]:
     return [
         (c.component, c.name, c.status, c.points) for comp in result.components for c in comp.checks
@@ -84,17 +103,8 @@ def _checks(result) -> list[tuple[str, str, str, float]]:
 
 def test_a_poisoned_worker_leaves_nothing_for_the_next_submission(tmp_path):
     rubric = _rubric(tmp_path, NO_POLICY)
-    poisoner = _copy(tmp_path / "poisoner")
-    path = poisoner / "attention.py"
-    path.write_text(path.read_text() + POISON)
-    detector = _copy(tmp_path / "detector")
-    path = detector / "attention.py"
-    text = path.read_text().replace(
-        "    x_max = x.amax(dim=dim, keepdim=True)\n",
-        "    if _poisoned():\n        return x * 0\n    x_max = x.amax(dim=dim, keepdim=True)\n",
-        1,
-    )
-    path.write_text(text + DETECT)
+    poisoner = _poisoner(tmp_path / "poisoner")
+    detector = _detector(tmp_path / "detector")
     select = "softmax or causal_mask"
 
     clean = grade(detector, select=select, jobs=1, rubric=rubric, quiet=True, isolation="process")
@@ -191,3 +201,59 @@ def test_templates_are_only_shared_by_runs_with_the_same_masks(tmp_path):
     outside = Path(os.path.expanduser("~")).resolve()
     kept = template.normalized_masks([outside, outside / "sub-folder-that-does-not-exist"])
     assert kept == ([outside] if not outside.is_relative_to("/tmp") else [])
+
+
+def test_one_grading_process_grades_many_submissions_and_keeps_nothing_between(tmp_path):
+    """The batch's long-lived grading process: the poisoner between two gradings of the
+    detector changes nothing, and the process (and its template) is the same throughout."""
+    from llm_grade.classroom.server import GradingServer
+    from llm_grade.engine.options import GradingOptions
+    from llm_grade.output.exporters import load_results
+
+    rubric = _rubric(tmp_path, NO_POLICY)
+    poisoner = _poisoner(tmp_path / "poisoner")
+    detector = _detector(tmp_path / "detector")
+    server = GradingServer(tmp_path)
+    options = GradingOptions(
+        isolation="process", jobs=1, rubric=rubric, select="softmax or causal_mask"
+    )
+    try:
+        scores = []
+        for n, folder in enumerate((detector, poisoner, detector)):
+            out = tmp_path / f"out{n}"
+            out.mkdir()
+            code, why = server.grade(folder, options.replace(out=out), timeout=300)
+            assert code == 0, why
+            scores.append(_checks(load_results(out)))
+        pid = server.proc.pid
+        assert server.starts == 1 and server.proc.poll() is None
+    finally:
+        server.close()
+    assert scores[2] == scores[0]
+    assert all(status == "passed" for _, _, status, _ in scores[0])
+    assert any(status != "passed" for _, _, status, _ in scores[1])
+    assert pid
+
+
+def test_k_of_api_names_collects_only_their_graders():
+    from llm_grade.engine.run import pytest_args
+
+    def files(select):
+        return sorted(Path(a).name for a in pytest_args(select=select) if a.endswith(".py"))
+
+    assert files("softmax") == ["test_attention.py"]
+    assert files("softmax or GPT") == ["test_attention.py", "test_transformer.py"]
+    assert files("attention and not causal") == []  # any other -k: every grader, pytest picks
+    assert any(Path(a).name == "graders" for a in pytest_args(select="attention and not causal"))
+
+
+def test_a_small_selection_is_graded_without_a_second_process(monkeypatch):
+    from llm_grade.engine import groups
+
+    def no_helper(*args, **kwargs):
+        raise AssertionError("a helper process was started for -k softmax")
+
+    monkeypatch.setattr(groups, "HelperProcess", no_helper)
+    result = grade(REFERENCE, select="softmax", jobs=2, isolation="process", quiet=True)
+    assert result.score == result.max_score > 0
+    assert [c.name for c in result.components] == ["softmax"]

@@ -369,7 +369,7 @@ def stage_area(
         area = _areas.get(key)
         if area is None:
             folder = Path(tempfile.mkdtemp(prefix="llm-grade-stage-")).resolve()
-            area = StageArea(folder, key, bwrap, limits, kept, gpu)
+            area = StageArea(folder, key, bwrap, limits, kept, gpu, last_used=time.monotonic())
             _areas[key] = area
             for old in sorted(_areas.values(), key=lambda a: a.last_used)[:-KEEP_TEMPLATES]:
                 if not old.active and old is not area:
