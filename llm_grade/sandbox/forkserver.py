@@ -166,6 +166,7 @@ def _wait_for(pid: int, timeout: float, statuses: dict[int, int]) -> int | None:
 
 def serve(control: socket.socket) -> None:
     statuses: dict[int, int] = {}
+    forks = 0
     control.sendall(json.dumps({"ready": True, "pid": os.getpid()}).encode())
     while True:
         ready, _, _ = select.select([control], [], [], 0.2)
@@ -189,6 +190,9 @@ def serve(control: socket.socket) -> None:
             end_others(statuses)
             wipe_scratch()
             remove_ipc()
+            forks += 1
+            if forks == 2:  # a template that forks again will fork many: warm it up once
+                warm_up()
             pid = os.fork()
             if pid == 0:
                 _child(control, fds, request)
@@ -211,10 +215,12 @@ def serve(control: socket.socket) -> None:
 
 
 def warm_up() -> None:
-    """Pay torch's first-use costs once, here, instead of in every worker: the first
-    operation on the meta device loads torch's compiler stack (about a second). No learner
-    code or oracle is involved; one thread (a thread pool must not exist when we fork), and
-    no backward pass (autograd's threads would not survive a fork either)."""
+    """Pay torch's first-use costs once, here, instead of in every later worker: the first
+    operation on the meta device loads torch's compiler stack (about a second). Done before
+    the second fork, not at start: a template that forks once (a single grading) would only
+    delay its first worker. No learner code or oracle is involved; one thread (a thread
+    pool must not exist when we fork), and no backward pass (autograd's threads would not
+    survive a fork either)."""
     import torch
 
     torch.set_num_threads(1)
@@ -237,7 +243,6 @@ def main(argv: list[str] | None = None) -> None:
     from llm_grade.sandbox import worker
 
     worker.prepare()
-    warm_up()
     serve(control)
     sys.stdout.flush()
     os._exit(0)
