@@ -8,10 +8,6 @@ from pathlib import Path
 import pytest
 from lg_paths import GRADERS, ORACLES, REFERENCE
 
-# the longest tests (a wheel in a fresh virtual environment; a class of 30 through batch)
-# start first, so that neither of two workers is left with one of them at the end
-FIRST = ("test_install.py", "test_class_batch.py")
-
 
 def pytest_configure(config: pytest.Config) -> None:
     """Under ``-n`` (pytest-xdist), a worker that runs out of tests takes pending ones from
@@ -19,10 +15,6 @@ def pytest_configure(config: pytest.Config) -> None:
     milliseconds to minutes."""
     if getattr(config.option, "dist", "no") == "load":
         config.option.dist = "worksteal"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.path.name not in FIRST)  # stable: files stay together
 
 
 @pytest.fixture

@@ -141,7 +141,8 @@ def test_attack_is_contained(attack, reference_copy, tmp_path):
     else:
         assert target.score == target.max_score, [c.message for c in target.checks]
     for name in attack.honest:
-        assert by_name[name].score == by_name[name].max_score, f"{name} lost points"
+        lost = [c.message for c in by_name[name].checks if c.points < c.max_points]
+        assert by_name[name].score == by_name[name].max_score, f"{name} lost points: {lost}"
     # the trusted results file is ours, nothing else in the output folder changed
     raw = (out / "results.json").read_text()
     data = json.loads(raw)
