@@ -58,10 +58,8 @@ def selected(expression: str | None) -> list[str] | None:
 def narrowed(expression: str) -> str:
     """``-k Encoder`` (or ``-k "Encoder or GPT"``: API names only) as :func:`exactly` those
     components; any other ``-k`` expression as given (pytest's substring matching)."""
-    names = [part.strip() for part in expression.strip().split(" or ")]
-    if names and all(name in COMPONENTS for name in names):
-        return exactly(names)
-    return expression
+    chosen = selected(expression)
+    return expression if chosen is None else exactly(chosen)
 
 
 def module_of(component: str) -> str:

@@ -431,7 +431,8 @@ class GradingSession:
         if self._stage_dir is not None:
             if self._area is not None:
                 self._area.release(Path(self._stage_dir))
-            shutil.rmtree(self._stage_dir, ignore_errors=True)
+            else:
+                shutil.rmtree(self._stage_dir, ignore_errors=True)
             self._stage_dir = None
         if self._context_token is not None:
             from llm_grade.grading import context

@@ -27,6 +27,9 @@ from llm_grade.grading.outcomes import (
 )
 
 Transport = Callable[[dict], dict]
+# requests that run no learner code: they survive the end of a Hypothesis example and add
+# nothing to a batch's timeout (see WorkerTransport.__call__)
+BOOKKEEPING = ("release", "load_oracles", "use_oracles", "device")
 # error kinds after which the worker is gone: the next request goes to a fresh one
 WORKER_LOST = ("timeout", "limit", "worker", "protocol", "leftover", "budget", "import_crash")
 
@@ -175,8 +178,7 @@ class Channel:
     def end_example(self) -> None:
         """A Hypothesis example ended: drop what it left queued (it raised before its requests
         were needed) and forget the objects it built (that request goes with the next one)."""
-        session = ("release", "load_oracles", "use_oracles", "device")
-        self._queue = [q for q in self._queue if q[0]["op"] in session]
+        self._queue = [q for q in self._queue if q[0]["op"] in BOOKKEEPING]
         if self._made:
             self._defer("release", "", "", refs=self._made)
             self._made = []

@@ -42,15 +42,16 @@ def _prctl(option: int, value: int) -> None:
         raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
 
 
-def _reap(statuses: dict[int, int]) -> None:
-    """Collect every ended child (orphans come here too: this process is their subreaper)."""
+def _reap(statuses: dict[int, int]) -> bool:
+    """Collect every ended child (orphans come here too: this process is their subreaper);
+    True while some still run."""
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return False
         if pid == 0:
-            return
+            return True
         statuses[pid] = os.waitstatus_to_exitcode(status)
         if len(statuses) > 256:  # only the latest workers' statuses are ever asked for
             statuses.pop(next(iter(statuses)))
@@ -64,14 +65,7 @@ def end_others(statuses: dict[int, int], timeout: float = 5.0) -> None:
             os.kill(-1, signal.SIGKILL)  # every process we may signal but init and ourselves
         except ProcessLookupError:
             pass  # nobody else is left
-        _reap(statuses)
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid:
-            statuses[pid] = os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
+        if not _reap(statuses) or time.monotonic() > deadline:
             return
         time.sleep(0.002)
 

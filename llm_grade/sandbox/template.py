@@ -82,10 +82,13 @@ class ForkedWorker:
     """A worker forked by a template, with the parts of ``subprocess.Popen`` the supervisor
     uses (``pid``, ``stdout``, ``poll``, ``wait``)."""
 
-    def __init__(self, template: WorkerTemplate, inner_pid: int, host_pid: int, stdout):
+    def __init__(
+        self, template: WorkerTemplate, inner_pid: int, host_pid: int, fds: tuple, stdout
+    ):
         self.template = template
         self.inner_pid = inner_pid
         self.pid = host_pid
+        self.fds = fds  # (request pipe to write, reply pipe to read)
         self.stdout = stdout
         self.returncode: int | None = None
 
@@ -231,9 +234,7 @@ class WorkerTemplate:
                 "the worker template failed: " + self.output[-1500:].decode(errors="replace")
             ) from None
         host = next((p for p in tree(self.pid)[1:] if ns_pid(p) == inner), 0)
-        worker = ForkedWorker(self, inner, host, os.fdopen(out_r, "rb"))
-        worker.fds = (req_w, rep_r)
-        return worker
+        return ForkedWorker(self, inner, host, (req_w, rep_r), os.fdopen(out_r, "rb"))
 
     def status(self, inner_pid: int, timeout: float) -> int | None:
         """How the worker ``inner_pid`` ended (a negative signal number if killed), or None

@@ -26,13 +26,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from llm_grade.sandbox.channel import BOOKKEEPING
 from llm_grade.sandbox.confine import bubblewrap, trusted_paths
 from llm_grade.sandbox.framing import write_frame
 from llm_grade.sandbox.limits import Limits
 from llm_grade.sandbox.supervisor import WorkerDied, WorkerProcess
-
-# requests that run no learner code (they do not add to a batch's timeout)
-BOOKKEEPING = ("load_oracles", "use_oracles", "release", "device")
 
 
 class WorkerTransport(WorkerProcess):
