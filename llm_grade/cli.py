@@ -78,8 +78,12 @@ def grade(
     quiet: int,
     verbose: int,
 ) -> None:
-    """Grade SUBMISSION: a folder with your modules (environment.py ... transformer.py), or a
-    .zip or .ipynb of them (as `llm-grade batch` reads them).
+    """Grade SUBMISSION: a folder with your modules (environment.py ... transformer.py), a
+    .zip of them, or a notebook (.ipynb) or .py script that defines them.
+
+    A notebook or script is read, not run: the functions, classes, imports and constants of
+    its code cells are graded, each in its module; other code (prints, training loops,
+    !pip) is listed as not run, and failures name the cell and line.
 
     Prints a line per component as its checks finish, the feedback for every failing check,
     and the points per component (-q: only the points; -v: every check). The exit status is
@@ -216,14 +220,15 @@ def batch(
     sandbox: str,
     force: bool,
 ) -> None:
-    """Grade every submission in SUBMISSIONS: one sub-folder, .zip or .ipynb per student.
+    """Grade every submission in SUBMISSIONS: one sub-folder, .zip, .ipynb or .py per
+    student.
 
     \b
     A folder holds the modules (environment.py ... transformer.py).
     A .zip holds them at its top or inside one top-level folder.
-    A .ipynb defines them in code cells that start with `# %% attention.py`
-    (appended) or `%%writefile attention.py` (as Jupyter would write it).
-    The student's name is the folder name or file stem.
+    A .ipynb or .py script defines them in its code cells (read, not run; cells
+    that start with `# %% attention.py` or `%%writefile attention.py` go to
+    that module as they are). The student's name is the folder name or file stem.
 
     Each student's code runs in bubblewrap and sees only its own submission: not the
     class folder, not OUT. Archives and notebooks are unpacked, with safety checks, into
@@ -238,6 +243,7 @@ def batch(
         check_sandbox,
         find_submissions,
         grade_class,
+        holds_modules,
         unsandboxed_note,
         write_class_exports,
     )
@@ -246,10 +252,16 @@ def batch(
         check_sandbox(sandbox, isolation)
     except BatchError as exc:
         raise click.ClickException(str(exc)) from None
+    if holds_modules(submissions):
+        raise click.ClickException(
+            f"{submissions} is one submission (it holds the curriculum's modules); batch grades "
+            "a folder of submissions, one per student. Grade this one with `llm-grade grade "
+            f"{submissions}`"
+        )
     found = find_submissions(submissions)
     if not found:
         raise click.ClickException(
-            f"no submissions (folders with environment.py ... transformer.py, .zip or .ipynb "
+            f"no submissions (folders with environment.py ... transformer.py, .zip, .ipynb or .py "
             f"files) found in {submissions}"
         )
     warning = unsandboxed_note(sandbox, isolation)

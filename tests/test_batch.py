@@ -200,10 +200,15 @@ def test_notebook_cells_with_module_markers_become_modules(tmp_path: Path):
     assert not list(tmp_path.rglob("escape.py"))
 
 
-def test_notebooks_without_markers_or_not_notebooks_are_rejected(tmp_path: Path):
+def test_plain_notebooks_are_read_and_those_without_graded_names_rejected(tmp_path: Path):
     plain = _notebook(tmp_path / "plain.ipynb", "import torch\nclass MultiHeadAttention: ...")
-    with pytest.raises(StagingError, match="no code cell starts with a module marker"):
-        staging.notebook_modules(plain)
+    assert staging.notebook_modules(plain) == {
+        "attention.py": "# attention.py: extracted by llm-grade from plain.ipynb (definitions "
+        "only)\n# --- plain.ipynb, cell 2 ---\nclass MultiHeadAttention: ...\n"
+    }
+    nothing = _notebook(tmp_path / "nothing.ipynb", "import torch\nprint(torch.ones(2))")
+    with pytest.raises(StagingError, match="defines none of the graded names"):
+        staging.notebook_modules(nothing)
     (tmp_path / "broken.ipynb").write_text("{not json")
     with pytest.raises(StagingError, match="not a readable Jupyter notebook"):
         staging.notebook_modules(tmp_path / "broken.ipynb")
@@ -282,7 +287,7 @@ def test_each_grade_hides_the_class_folder_and_the_output(
     out = tmp_path / "out"
     calls = []
 
-    def fake_grade(self, folder, options, timeout):
+    def fake_grade(self, folder, options, timeout, origin=None):
         calls.append((options, self.cwd))
         return 1, "grading could not run: a reason"
 

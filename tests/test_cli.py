@@ -91,7 +91,7 @@ def test_grade_takes_a_zip_and_refuses_other_files(tmp_path: Path):
     page.write_text("<html></html>")
     result = CliRunner().invoke(main, ["grade", str(page)])
     assert result.exit_code != 0
-    assert "is not a submission folder, zip or notebook" in result.output
+    assert "is not a submission folder, zip, notebook (.ipynb) or script (.py)" in result.output
     assert "does not exist" not in result.output
 
 

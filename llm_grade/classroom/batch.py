@@ -50,7 +50,8 @@ from llm_grade.classroom.staging import (
     StudentSubmission,
     content_hash,
     find_submissions,
-    stage,
+    holds_modules,
+    unpack,
 )
 from llm_grade.engine.options import GradingOptions
 from llm_grade.engine.results import GradeResult
@@ -64,6 +65,7 @@ __all__ = [
     "content_hash",
     "find_submissions",
     "grade_class",
+    "holds_modules",
     "student_dir",
     "unsandboxed_note",
     "write_class_exports",
@@ -237,7 +239,7 @@ def _grade_one(
     results.unlink(missing_ok=True)
     stamp_file.unlink(missing_ok=True)
     try:
-        folder = stage(submission, staged)
+        folder, extraction = unpack(submission, staged)
     except StagingError as exc:
         seconds = time.perf_counter() - started
         return Outcome(name, None, False, seconds, f"{submission.path.name}: {exc}", note)
@@ -245,7 +247,8 @@ def _grade_one(
     # nor anything under OUT; the job's long-lived grading process (started in a neutral
     # folder, with -I) grades it, as `llm-grade grade FOLDER --out OUT` would
     mine = options.replace(out=out, hide=tuple(hide), submission=None)
-    code, why = server.grade(folder, mine, timeout)
+    origin = extraction.to_dict() if extraction is not None else None
+    code, why = server.grade(folder, mine, timeout, origin)
     seconds = time.perf_counter() - started
     data = results.read_bytes() if results.is_file() else None
     result = _parse(data) if data is not None else None

@@ -16,7 +16,8 @@ The scores equal a cold run's (tested). The process is recycled after
 time (that submission gets an error, the next a fresh process).
 
 Protocol: one JSON line per request on stdin (``{"submission": folder, "options": {...}}``,
-the options as :class:`~llm_grade.engine.options.GradingOptions` field values), one JSON line
+the options as :class:`~llm_grade.engine.options.GradingOptions` field values, and for a folder
+made from a notebook ``"origin"``: its extraction), one JSON line
 per reply on stdout (``{"ok": true}`` or ``{"ok": false, "error": "..."}``); whatever grading
 prints goes to the submission's ``grading.log``. ``results.json`` is written by the grading
 itself, as with ``llm-grade grade --out``. Trusted side.
@@ -80,14 +81,17 @@ class GradingServer:
         self.starts += 1
 
     def grade(
-        self, folder: Path, options: GradingOptions, timeout: float
+        self, folder: Path, options: GradingOptions, timeout: float, origin: dict | None = None
     ) -> tuple[int | None, str]:
         """Grade ``folder`` (``results.json`` goes to ``options.out``): (0, "") when grading
-        completed, (1, why) when it could not run, (None, "") when it timed out."""
+        completed, (1, why) when it could not run, (None, "") when it timed out. ``origin``
+        is the extraction (``Extraction.to_dict()``) of a notebook the folder was made from."""
         if self.proc is None or self.proc.poll() is not None or self.graded >= RECYCLE_AFTER:
             self.close()
             self._start()
         request = {"submission": str(folder), "options": plain_options(options)}
+        if origin:
+            request["origin"] = origin
         try:
             self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()
@@ -150,7 +154,12 @@ def _serve_one(request: dict) -> dict:
     log = open(out / "grading.log", "w", encoding="utf-8") if out else open(os.devnull, "w")
     with log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
-            grade(request["submission"], options=options, quiet=True)
+            origin = request.get("origin")
+            if origin:
+                from llm_grade.notebook.extract import Extraction
+
+                origin = Extraction.from_dict(origin)
+            grade(request["submission"], options=options, quiet=True, origin=origin or None)
         except GradingError as exc:
             print(exc)
             return {"ok": False, "error": str(exc)}

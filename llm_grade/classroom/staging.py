@@ -13,23 +13,18 @@ when the archive holds more than :data:`MAX_MEMBERS` members or more than
 :data:`MAX_UNCOMPRESSED` bytes once uncompressed (a zip bomb). Nothing is ever written outside
 the staging folder.
 
-**Notebooks.** Only code cells whose first line is a module marker become code:
-
-- ``# %% attention.py`` (a Jupytext / VS Code cell title): the cell is appended to
-  ``attention.py``; lines that start with ``%`` or ``!`` (IPython magics, shell commands) are
-  commented out, since a module cannot run them.
-- ``%%writefile attention.py``: the cell *replaces* ``attention.py``, and
-  ``%%writefile -a attention.py`` appends to it, exactly what running the notebook would write.
-
-Cells without a marker (experiments, plots, tests) are ignored, as are markers that do not
-name a plain module file (``name.py``, no folders). Each piece starts with a comment naming
-its cell, so a traceback line can be traced back to the notebook.
+**Notebooks and scripts.** A ``.ipynb`` or ``.py`` script is read by
+:func:`llm_grade.notebook.extract.extract_file`, without running it: the graded names its code
+cells define (and the helpers, constants and imports they use) are placed into their modules,
+and what is not a definition (prints, training loops, ``!pip``) is listed as not run. Cells
+that start with a module marker (``# %% attention.py``, ``%%writefile attention.py``) are taken
+verbatim into that module, as before. Each piece starts with a comment naming its cell, and
+tracebacks name the notebook's cell and line.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import shutil
 import stat
 import zipfile
@@ -37,22 +32,19 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from llm_grade.components import MODULES
+from llm_grade.notebook.extract import Extraction, SourceError, extract_file
 from llm_grade.output.text import clean_text
 
 MAX_MEMBERS = 2000
 MAX_UNCOMPRESSED = 50 * 2**20  # bytes, all members together
-MAX_NOTEBOOK = 50 * 2**20  # bytes of the .ipynb file (outputs with images can be large)
-MAX_SOURCE = 10 * 2**20  # bytes of module code taken from one notebook
-ARCHIVE_SUFFIXES = {".zip": "zip", ".ipynb": "ipynb"}
-# which entry keeps the bare student name when a folder, a zip and a notebook share a stem
-PRECEDENCE = ("folder", "zip", "ipynb")
+MAX_SOURCE = 10 * 2**20  # bytes of one module file
+ARCHIVE_SUFFIXES = {".zip": "zip", ".ipynb": "ipynb", ".py": "script"}
+# which entry keeps the bare student name when a folder, a zip, a notebook and a script share
+# a stem
+PRECEDENCE = ("folder", "zip", "ipynb", "script")
+# .py files in a class folder that are not a student's script
+NOT_SCRIPTS = ("__init__", "setup", "conftest", "noxfile")
 IGNORED_DIRS = {"__MACOSX", "__pycache__", ".ipynb_checkpoints"}
-
-_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\.py")
-_PERCENT_MARKER = re.compile(r"#\s*%%\s*(?P<name>\S+)\s*")
-_WRITEFILE = re.compile(
-    r"%%writefile(?P<append>\s+(?:-a|--append))?\s+(?P<q>[\"']?)(?P<name>[^\s\"']+)(?P=q)\s*"
-)
 
 
 class StagingError(ValueError):
@@ -65,7 +57,7 @@ class StudentSubmission:
 
     name: str  # the student: the folder name or file stem (see :func:`find_submissions`)
     path: Path  # the folder, .zip or .ipynb
-    kind: str  # "folder", "zip" or "ipynb"
+    kind: str  # "folder", "zip", "ipynb" or "script"
     note: str = ""  # e.g. why the name differs from the file stem
 
     @property
@@ -75,7 +67,8 @@ class StudentSubmission:
 
 def find_submissions(root: Path) -> list[StudentSubmission]:
     """Every submission in ``root``: sub-folders holding at least one curriculum module, and
-    ``*.zip`` and ``*.ipynb`` files. Hidden entries (``.name``) are skipped.
+    ``*.zip``, ``*.ipynb`` and ``*.py`` files (not a curriculum module's name, ``test_*`` or
+    ``__init__``-like files). Hidden entries (``.name``) are skipped.
 
     The student is the folder name or the file stem. When several entries share a stem
     (``alice/``, ``alice.zip``, ``alice.ipynb``), the first in :data:`PRECEDENCE` keeps
@@ -90,6 +83,8 @@ def find_submissions(root: Path) -> list[StudentSubmission]:
             if any((path / f"{m}.py").is_file() for m in MODULES):
                 found.append((path.name, path, "folder"))
         elif path.is_file() and path.suffix.lower() in ARCHIVE_SUFFIXES:
+            if path.suffix.lower() == ".py" and not _a_script(path):
+                continue
             found.append((path.stem, path, ARCHIVE_SUFFIXES[path.suffix.lower()]))
     # a file name is learner-controlled text: no escapes or control characters in a name
     found = [(clean_text(stem) or "student", path, kind) for stem, path, kind in found]
@@ -117,6 +112,16 @@ def find_submissions(root: Path) -> list[StudentSubmission]:
     return sorted(submissions, key=lambda s: s.name)
 
 
+def _a_script(path: Path) -> bool:
+    stem = path.stem
+    return not (stem in MODULES or stem in NOT_SCRIPTS or stem.startswith(("test_", "_")))
+
+
+def holds_modules(folder: Path) -> bool:
+    """Whether ``folder`` is itself one submission (it holds curriculum modules)."""
+    return any((Path(folder) / f"{m}.py").is_file() for m in MODULES)
+
+
 def content_hash(path: Path) -> str:
     """SHA-256 of a submission: the names and bytes of a folder's Python files, or the bytes
     of a zip or notebook (so an unchanged archive is not staged or graded again)."""
@@ -137,18 +142,26 @@ def content_hash(path: Path) -> str:
 
 def stage(submission: StudentSubmission, dest: Path) -> Path:
     """A folder to grade for ``submission``: the folder itself, or ``dest`` filled from the
-    zip or notebook (emptied first). Raises :class:`StagingError` with a learner-readable
-    reason."""
+    zip, notebook or script (emptied first). Raises :class:`StagingError` with a
+    learner-readable reason."""
+    return unpack(submission, dest)[0]
+
+
+def unpack(submission: StudentSubmission, dest: Path) -> tuple[Path, Extraction | None]:
+    """:func:`stage`, and for a notebook or script what its extraction found (where each
+    graded name was read, what was not run; see :mod:`llm_grade.notebook.extract`)."""
     if not submission.needs_staging:
-        return submission.path
+        return submission.path, None
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     if submission.kind == "zip":
         stage_zip(submission.path, dest)
-    else:
-        stage_notebook(submission.path, dest)
-    return dest
+        return dest, None
+    extraction = extract_notebook(submission.path)
+    for name, source in sorted(extraction.modules.items()):
+        (dest / name).write_text(source, encoding="utf-8")
+    return dest, extraction
 
 
 # ------------------------------------------------------------------------- zip archives
@@ -241,59 +254,20 @@ _MODULE_FILES = frozenset(f"{m}.py" for m in MODULES)
 # ------------------------------------------------------------------------- notebooks
 
 
-def notebook_modules(notebook: Path) -> dict[str, str]:
-    """Module file name -> source, from the notebook's marked code cells (see the module
-    docstring for the convention)."""
-    import nbformat
-
-    size = notebook.stat().st_size
-    if size > MAX_NOTEBOOK:
-        raise StagingError(
-            f"the notebook is {size / 2**20:.0f} MiB; at most {MAX_NOTEBOOK / 2**20:.0f} MiB "
-            "are accepted (clear its outputs)"
-        )
+def extract_notebook(path: Path) -> Extraction:
+    """The submission in the notebook or script ``path``; :class:`StagingError` (one line)
+    when it cannot be read or defines none of the graded names."""
     try:
-        nb = nbformat.read(notebook, as_version=4)
-    except Exception as exc:  # nbformat raises several kinds for unreadable notebooks
-        raise StagingError(f"not a readable Jupyter notebook ({type(exc).__name__})") from None
-    modules: dict[str, str] = {}
-    for number, cell in enumerate(nb.get("cells", []), 1):
-        if cell.get("cell_type") != "code":
-            continue
-        source = str(cell.get("source", ""))
-        first, _, body = source.lstrip("\n").partition("\n")
-        first = first.strip()
-        stamp = f"# --- {notebook.name}, cell {number} ---\n"
-        if m := _WRITEFILE.fullmatch(first):
-            name = m.group("name")
-            if not _MODULE_NAME.fullmatch(name):
-                continue
-            previous = modules.get(name, "") if m.group("append") else ""
-            modules[name] = previous + stamp + body.rstrip() + "\n\n"
-        elif (m := _PERCENT_MARKER.fullmatch(first)) and _MODULE_NAME.fullmatch(m.group("name")):
-            lines = [
-                "# " + line if line.startswith(("%", "!")) else line for line in body.split("\n")
-            ]
-            name = m.group("name")
-            modules[name] = modules.get(name, "") + stamp + "\n".join(lines).rstrip() + "\n\n"
-        if sum(len(s) for s in modules.values()) > MAX_SOURCE:
-            raise StagingError(f"the notebook's module cells exceed {MAX_SOURCE // 2**20} MiB")
-    if not modules:
-        raise StagingError(
-            "no code cell starts with a module marker such as `# %% attention.py` or "
-            "`%%writefile attention.py`, so the notebook defines no module"
-        )
-    return modules
+        return extract_file(path)
+    except SourceError as exc:
+        raise StagingError(str(exc)) from None
+    except OSError as exc:
+        raise StagingError(f"cannot be read ({exc.strerror or exc})") from None
 
 
-def stage_notebook(notebook: Path, dest: Path) -> list[Path]:
-    """Write the notebook's modules into ``dest``."""
-    written = []
-    for name, source in sorted(notebook_modules(notebook).items()):
-        path = dest / name
-        path.write_text(source, encoding="utf-8")
-        written.append(path)
-    return written
+def notebook_modules(notebook: Path) -> dict[str, str]:
+    """Module file name -> source, as :func:`extract_notebook` makes them."""
+    return extract_notebook(notebook).modules
 
 
 # ------------------------------------------------------------------------- folders

@@ -280,15 +280,31 @@ class GradingPlugin:
 
     def notes(self, result) -> list[str]:
         """What the scores' reader must know about how they were made."""
+        notes = _origin_notes(result.origin)
         if self.session.isolation == "none":
-            return [
+            return notes + [
                 "isolation 'none': learner code ran in the grading process, fast but not "
                 "tamper-proof; `llm-grade grade` isolates it"
             ]
         sandbox = str(result.isolation.get("sandbox", ""))
         if sandbox.startswith("none"):
-            return [f"sandbox: {sandbox}"]
+            notes.append(f"sandbox: {sandbox}")
+        return notes
+
+
+def _origin_notes(origin: dict) -> list[str]:
+    """A notebook or script submission: what could not be read, and how much was not run."""
+    if not origin:
         return []
+    notes = list(origin.get("problems", []))
+    cells = origin.get("cells", {})
+    not_run = origin.get("not_run", [])
+    line = f"Read {len(cells)} graded name{'s' * (len(cells) != 1)} from {origin.get('file')}"
+    if not_run:
+        first = "; ".join(not_run[:3])
+        more = f"; and {len(not_run) - 3} more (the report lists them)" if len(not_run) > 3 else ""
+        line += f". Not run by the grader (it reads definitions only): {first}{more}"
+    return [*notes, line + "."]
 
 
 def shown_path(path: Path) -> str:

@@ -110,12 +110,15 @@ class GradeResult:
     sources: dict[str, str] = field(default_factory=dict)
     # what the grader left out of the submission, and why (symbolic links, __init__.py, ...)
     notes: list[str] = field(default_factory=list)
+    # a notebook or script submission: {"file": "work.ipynb", "cells": {name: "cell 4"},
+    # "not_run": [...], "problems": [...]} (see llm_grade.notebook.extract); {} for a folder
+    origin: dict = field(default_factory=dict)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # as in CheckResult: learner-controlled text is cleaned however it is set
         if name == "submission":
             value = clean_text(value)
-        elif name in ("notes", "artifacts"):
+        elif name in ("notes", "artifacts", "origin"):
             value = clean_tree(value)
         super().__setattr__(name, value)
 
@@ -141,6 +144,7 @@ class GradeResult:
             "artifacts": self.artifacts,
             "sources": self.sources,
             "notes": self.notes,
+            "origin": self.origin,
         }
 
     def write_json(self, path: Path) -> None:
@@ -163,4 +167,5 @@ class GradeResult:
             artifacts=data.get("artifacts") or {},
             sources=data.get("sources") or {},
             notes=data.get("notes") or [],
+            origin=data.get("origin") or {},
         )

@@ -15,6 +15,7 @@ from typing import Any
 
 from llm_grade.engine.options import GradingOptions, OptionError
 from llm_grade.engine.results import GradeResult
+from llm_grade.notebook.extract import Extraction
 from llm_grade.paths import bundled
 
 
@@ -66,6 +67,7 @@ def grade(
     quiet: bool = False,
     verbosity: int = 0,
     extra: list[str] | None = None,
+    origin: Extraction | None = None,
     **changes: Any,
 ) -> GradeResult:
     """Grade one submission folder and return its result.
@@ -74,7 +76,12 @@ def grade(
     ``rubric``, ``isolation``, ``view``, ``select``, ``device``, ``jobs``, ``sandbox``,
     ``hide``) say how; ``out`` gets ``results.json``. Unless ``quiet``, the run prints its
     :class:`~llm_grade.output.terminal.TerminalReport` (``verbosity`` -1: the table only, 1:
-    every check); ``extra`` are more pytest arguments (a Hypothesis profile, say)."""
+    every check); ``extra`` are more pytest arguments (a Hypothesis profile, say).
+
+    ``submission`` may also be a ``.zip``, a notebook (``.ipynb``) or a ``.py`` script: it is
+    unpacked or extracted into a folder first (see :mod:`llm_grade.notebook.extract`), and the
+    result says where each graded name was read. ``origin`` is that extraction when the
+    caller made the folder itself (batch does)."""
     import pytest
 
     from llm_grade.engine.plugin import GradingPlugin
@@ -90,14 +97,15 @@ def grade(
     if options.submission is None or not Path(options.submission).exists():
         raise GradingError(f"submission {options.submission} does not exist")
     original = Path(options.submission).resolve()
-    if original.is_file():  # a zip or a notebook: graded from a folder staged from it
+    if original.is_file():  # a zip, notebook or script: graded from a folder made from it
         with tempfile.TemporaryDirectory(prefix="llm-grade-unpacked-") as folder:
-            staged = _unpack(original, Path(folder) / "submission")
+            staged, origin = _unpack(original, Path(folder) / "submission")
             result = grade(
                 options=options.replace(submission=staged),
                 quiet=quiet,
                 verbosity=verbosity,
                 extra=extra,
+                origin=origin,
             )
         result.submission = str(original)  # what was handed in, not the unpacked copy
         if options.out is not None:
@@ -110,7 +118,7 @@ def grade(
     resolved["hide"] = tuple(Path(p).resolve() for p in options.hide)
     options = options.replace(**resolved)
     try:
-        session = GradingSession(options, bundled("graders"))
+        session = GradingSession(options, bundled("graders"), origin=origin)
     except RubricError as exc:
         raise GradingError(str(exc)) from None
     reporter = None
@@ -137,18 +145,25 @@ def grade(
     return session.result
 
 
-def _unpack(path: Path, dest: Path) -> Path:
-    """The folder to grade for a zip or notebook ``path`` (see
-    :mod:`llm_grade.classroom.staging`: the same safety checks as batch)."""
-    from llm_grade.classroom.staging import StagingError, StudentSubmission, stage
+def _unpack(path: Path, dest: Path) -> tuple[Path, Extraction | None]:
+    """The folder to grade for a zip, notebook or script ``path`` (see
+    :mod:`llm_grade.classroom.staging`: the same safety checks as batch), and for a notebook
+    or script its extraction."""
+    from llm_grade.classroom.staging import (
+        ARCHIVE_SUFFIXES,
+        StagingError,
+        StudentSubmission,
+        unpack,
+    )
 
-    kind = {".zip": "zip", ".ipynb": "ipynb"}.get(path.suffix.lower())
+    kind = ARCHIVE_SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise GradingError(
-            f"{path} is not a submission folder, zip or notebook (.ipynb): give the folder "
-            "with your modules (environment.py ... transformer.py)"
+            f"{path} is not a submission folder, zip, notebook (.ipynb) or script (.py): give "
+            "the folder with your modules (environment.py ... transformer.py) or the notebook "
+            "that defines them"
         )
     try:
-        return stage(StudentSubmission(path.stem, path, kind), dest)
+        return unpack(StudentSubmission(path.stem, path, kind), dest)
     except StagingError as exc:
         raise GradingError(f"{path.name}: {exc}") from None

@@ -51,7 +51,7 @@ class CheckId:
 class GradingSession:
     """State of one grading run: options, rubric, staged submission, handle, results."""
 
-    def __init__(self, options: GradingOptions, graders_dir: Path):
+    def __init__(self, options: GradingOptions, graders_dir: Path, origin=None):
         from llm_grade.engine.rubric import load_rubric
         from llm_grade.paths import bundled
 
@@ -76,6 +76,9 @@ class GradingSession:
         self._transport = None
         self._stage_dir: str | None = None
         self._area = None  # the worker template's stage area the submission is staged in
+        # the notebook or script the submission's modules were extracted from (an
+        # llm_grade.notebook.extract.Extraction), or None for a folder
+        self.origin = origin
 
     @property
     def isolation(self) -> str:
@@ -362,6 +365,9 @@ class GradingSession:
         stopped it."""
         if result.component in self.untouched and result.status in ("failed", "error"):
             _not_started(result)
+        if self.origin is not None:  # module lines as the notebook's cells and lines
+            result.traceback = self.origin.rewrite(result.traceback)
+            result.message = self.origin.rewrite(result.message)
         self.results[result.nodeid] = result
         return result
 
@@ -397,7 +403,10 @@ class GradingSession:
             isolation,
             str(self.rubric.path),
             sources=dict(self.staged.sources) if self.staged else {},
-            notes=(list(self.staged.notes) if self.staged else []) + list(self.rubric.notes),
+            notes=(self.origin.notes() if self.origin is not None else [])
+            + (list(self.staged.notes) if self.staged else [])
+            + list(self.rubric.notes),
+            origin=self.origin.origin() if self.origin is not None else {},
         )
         return self.result
 

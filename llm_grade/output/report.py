@@ -21,6 +21,7 @@ Trusted side: renders results already graded; nothing here runs learner code.
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Mapping
 from functools import lru_cache
@@ -88,10 +89,119 @@ def render_submission(result: GradeResult, *, view: str = "learner") -> str:
             },
             duration=result.duration_s,
             rubric=clean(result.rubric, 500),
+            origin=_origin_view(result.origin),
+            notes=[clean(n, 2000) for n in result.notes if not _origin_note(n, result.origin)],
             failed_count=sum(len(c.failed) for c in components),
             check_count=sum(len(c.failed) + len(c.passed) for c in components),
         )
     )
+
+
+# which components each picture of the report shows
+FIGURE_KEYS = {
+    "attention": ("scaled_dot_product_attention", "AttentionHead", "MultiHeadAttention"),
+    "positional_encoding": ("sinusoidal_positional_encoding", "SinusoidalPositionalEncoding"),
+    "layernorm": ("LayerNorm",),
+}
+
+
+def render_inline(result: GradeResult, names, *, view: str = "learner", read: str = "") -> str:
+    """The feedback of a notebook's "check my work" cell: the submission page's sections for
+    the components ``names`` only (and their pictures), in one ``<div>`` whose styles apply
+    to it alone. ``read`` says which cells were graded."""
+    learner_view = _check_view(view)
+    chosen = [c for c in result.components if c.name in set(names)]
+    components = [component_view(c, learner_view=learner_view) for c in chosen]
+    artifacts = {
+        key: value
+        for key, value in (result.artifacts or {}).items()
+        if set(FIGURE_KEYS.get(key, ())) & set(names)
+    }
+    score = round(sum(c.score for c in chosen), 4)
+    top = round(sum(c.max_score for c in chosen), 4)
+    return (
+        _environment()
+        .get_template("inline.html.j2")
+        .render(
+            css=_scoped_css(),
+            view=view,
+            title=", ".join(c.name for c in chosen) or "nothing graded",
+            read=clean(read, 500),
+            score=score,
+            max_score=top,
+            percent=100 * score / top if top else 0.0,
+            components=components,
+            origin=_origin_view(result.origin),
+            problems=[clean(p, 1000) for p in (result.origin or {}).get("problems") or []],
+            figures=artifact_figures(artifacts),
+            isolation=isolation_note(result.isolation),
+            duration=result.duration_s,
+            failed_count=sum(len(c.failed) for c in components),
+            check_count=sum(len(c.failed) + len(c.passed) for c in components),
+        )
+    )
+
+
+@lru_cache(maxsize=1)
+def _scoped_css() -> str:
+    """The report's stylesheet with every rule limited to ``.llm-grade`` (``:root``, ``html``
+    and ``body`` become the feedback's own box), so a notebook's styles are left alone."""
+    css = (bundled("reports") / "_style.css").read_text(encoding="utf-8")
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+
+    def scope(selectors: str) -> str:
+        out = []
+        for sel in selectors.split(","):
+            sel = sel.strip()
+            if sel in (":root", "html", "body"):
+                out.append(".llm-grade")
+            elif sel == "*":
+                out.append(".llm-grade, .llm-grade *")
+            else:
+                out.append(f".llm-grade {sel}")
+        return ", ".join(out)
+
+    def rules(text: str) -> str:
+        result, i = [], 0
+        while i < len(text):
+            brace = text.find("{", i)
+            if brace < 0:
+                break
+            head = text[i:brace].strip()
+            depth, j = 1, brace + 1
+            while depth and j < len(text):
+                depth += {"{": 1, "}": -1}.get(text[j], 0)
+                j += 1
+            body = text[brace + 1 : j - 1]
+            if head.startswith("@"):
+                result.append(f"{head} {{\n{rules(body)}}}")
+            else:
+                result.append(f"{scope(head)} {{{body}}}")
+            i = j
+        return "\n".join(result) + "\n"
+
+    return rules(css) + ".llm-grade { padding: 4px 12px 12px; border-radius: 8px; }\n"
+
+
+def _origin_view(origin: Mapping | None) -> dict:
+    """A notebook or script submission, for the page: its file, where each graded name was
+    read, what could not be read and what was not run (all learner-controlled text)."""
+    if not origin:
+        return {}
+    return {
+        "file": clean(origin.get("file", ""), 300),
+        "cells": {clean(k, 100): clean(v, 100) for k, v in (origin.get("cells") or {}).items()},
+        "problems": [clean(p, 1000) for p in origin.get("problems") or []],
+        "not_run": [clean(p, 400) for p in (origin.get("not_run") or [])[:500]],
+        "not_run_total": len(origin.get("not_run") or []),
+    }
+
+
+def _origin_note(note: str, origin: Mapping | None) -> bool:
+    """Whether a note of the result only repeats what the origin section shows."""
+    if not origin:
+        return False
+    return note in (origin.get("problems") or []) or note.startswith("Not run by the grader")
 
 
 def write_submission(result: GradeResult, path: Path, *, view: str = "learner") -> Path:
