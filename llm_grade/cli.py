@@ -60,6 +60,13 @@ def init(dest: Path) -> None:
     default=None,
     help="Exit with status 1 when the score is below this (for CI).",
 )
+@click.option(
+    "--feedback-notebook",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="For a notebook: write a copy with a feedback cell after each graded definition "
+    "to this .ipynb, and its HTML rendering beside it.",
+)
 @click.option("-q", "--quiet", "quiet", count=True, help="Print only the points table.")
 @click.option("-v", "--verbose", "verbose", count=True, help="Also print every check.")
 def grade(
@@ -75,6 +82,7 @@ def grade(
     sandbox: str,
     hide: tuple[Path, ...],
     fail_under: float | None,
+    feedback_notebook: Path | None,
     quiet: int,
     verbose: int,
 ) -> None:
@@ -100,6 +108,8 @@ def grade(
             "The bundled example submission: a copy of the reference with a few typical "
             "learner bugs."
         )
+    if feedback_notebook is not None and submission.suffix.lower() != ".ipynb":
+        raise click.UsageError("--feedback-notebook needs a notebook (.ipynb) as SUBMISSION")
     options = GradingOptions(
         submission=submission,
         out=out,
@@ -118,6 +128,11 @@ def grade(
         raise click.ClickException(str(exc)) from None
     if out:
         click.echo(f"Results: {out / 'results.json'}")
+    if feedback_notebook is not None:
+        from llm_grade.notebook.feedback import write_feedback_notebook
+
+        paths = write_feedback_notebook(submission, result, feedback_notebook)
+        click.echo(f"Feedback notebook: {' and '.join(str(p) for p in paths)}")
     if fail_under is not None and result.score < fail_under:
         click.echo(f"Score {result.score:g} is below --fail-under {fail_under:g}.", err=True)
         sys.exit(1)
@@ -209,6 +224,12 @@ def report(results_json: Path, out: Path | None, view: str) -> None:
     },
 )
 @click.option("--force", is_flag=True, help="Grade again even submissions that did not change.")
+@click.option(
+    "--feedback-notebooks",
+    is_flag=True,
+    help="For every notebook submission also write OUT/students/<student>/feedback.ipynb "
+    "and feedback.html: the notebook with a feedback cell after each graded definition.",
+)
 def batch(
     submissions: Path,
     out: Path,
@@ -219,6 +240,7 @@ def batch(
     device: str,
     sandbox: str,
     force: bool,
+    feedback_notebooks: bool,
 ) -> None:
     """Grade every submission in SUBMISSIONS: one sub-folder, .zip, .ipynb or .py per
     student.
@@ -294,6 +316,7 @@ def batch(
                 device=device,
                 force=force,
                 on_done=done,
+                feedback_notebooks=feedback_notebooks,
             )
     except BatchError as exc:
         raise click.ClickException(str(exc)) from None
@@ -315,6 +338,66 @@ def batch(
     click.echo(f"Class index: {paths['index']}\nGrades: {paths['grades']}")
     if failures:
         sys.exit(1)
+
+
+@main.group()
+def notebook() -> None:
+    """Jupyter notebooks: the assignment notebooks, graded inline.
+
+    \b
+    Learner:     run a notebook's "check my work" cells (they grade the cells you ran).
+    Instructor:  llm-grade notebook build --out course/   (one notebook per module)
+    Any notebook is graded with `llm-grade grade work.ipynb`.
+    """
+
+
+@notebook.command("build")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Folder for the notebooks (created if missing; existing notebooks are never "
+    "overwritten).",
+)
+@click.option(
+    "--rubric",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Your rubric TOML: the notebooks show its points and their check cells grade with it.",
+)
+@click.option(
+    "--intro",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="A Markdown file with your own introduction, put at the top of every notebook.",
+)
+def notebook_build(out: Path, rubric: Path | None, intro: Path | None) -> None:
+    """Write the assignment notebooks into OUT: one per curriculum module, from the stubs.
+
+    Each has the module's concepts in Markdown, a code cell per component holding its stub,
+    and a "check my work" cell under each that grades the learner's code in the sandbox and
+    shows the feedback in the notebook.
+    """
+    from llm_grade.engine.rubric import RubricError, load_rubric
+    from llm_grade.notebook.build import build_notebooks
+
+    if rubric is not None:
+        try:
+            load_rubric(rubric)
+        except RubricError as exc:
+            raise click.ClickException(f"{rubric}: {exc}") from None
+    text = intro.read_text(encoding="utf-8") if intro else None
+    try:
+        paths = build_notebooks(out, rubric=rubric, intro=text)
+    except FileExistsError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote {len(paths)} notebooks to {out}:")
+    for path in paths:
+        click.echo(f"  {path.name}")
+    click.echo(
+        "Learners open them in Jupyter (with llm-grade installed in the kernel) and work "
+        "top to bottom; each check cell grades what they wrote."
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

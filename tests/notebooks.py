@@ -65,3 +65,53 @@ def as_notebook(folder: Path, path: Path, *, noise: bool = True, modules=MODULES
     }
     nbformat.write(nb, str(path))
     return path
+
+
+def definitions(module: str, folder: Path) -> dict[str, str]:
+    """Name -> source of each top-level function and class of ``folder/module.py``."""
+    source = (Path(folder) / f"{module}.py").read_text(encoding="utf-8")
+    lines = source.split("\n")
+    found = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            found[node.name] = "\n".join(lines[first - 1 : node.end_lineno])
+        elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            found[node.targets[0].id] = "\n".join(lines[node.lineno - 1 : node.end_lineno])
+    return found
+
+
+# noise that a kernel can run here too (no network: pip fails at once)
+RUNNABLE_NOISE = [
+    "!pip install --no-index -q a-package-that-is-not-there || echo 'no pip today'",
+    "import torch\nprint(torch.ones(2))",
+    "x = torch.randn(2, 3, 8)\nfor epoch in range(3):\n    loss = (x ** 2).mean()\n"
+    "    print(epoch, loss.item())",
+    "%%time\ny = torch.ones(3)\ny.sum()",
+]
+
+
+def fill(notebook: Path, folder: Path, *, noise=NOISE, extra=()) -> Path:
+    """Fill a built assignment notebook's stub cells with ``folder``'s code (its helpers go in
+    a cell after the setup cell), add noise cells, and ``extra`` code cells at the end."""
+    nb = nbformat.read(str(notebook), as_version=4)
+    module = nb.metadata["llm_grade"]["module"]
+    code = definitions(module, folder)
+    cells = []
+    for cell in nb.cells:
+        meta = cell.metadata.get("llm_grade", {})
+        if meta.get("role") == "stub":
+            cell.source = code.pop(meta["component"])
+        cells.append(cell)
+        if meta.get("role") == "setup":
+            helpers = [src for name, src in code.items() if name.startswith("_")]
+            for name in [n for n in code if n.startswith("_")]:
+                code.pop(name)
+            if helpers:
+                cells.append(nbformat.v4.new_code_cell("\n\n\n".join(helpers)))
+        if noise and meta.get("role") == "check":
+            cells.append(nbformat.v4.new_code_cell(noise[len(cells) % len(noise)]))
+    cells += [nbformat.v4.new_code_cell(src) for src in extra]
+    nb.cells = cells
+    nbformat.write(nb, str(notebook))
+    return notebook

@@ -72,6 +72,7 @@ __all__ = [
 ]
 
 STAMP_FILE = "results.hmac"  # OUT/students/<student>/results.hmac: see _seal()
+FEEDBACK_NOTEBOOK = "feedback.ipynb"  # OUT/students/<student>/feedback.ipynb (and .html)
 STAGED = ".staged"  # OUT/.staged/<student>/: unpacked zips and notebooks
 STUDENTS = "students"  # OUT/students/<student>/: results.json and the per-student exports
 KEY_FILE = ".llm-grade-key"  # OUT/.llm-grade-key: the HMAC key, readable by its owner only
@@ -227,6 +228,7 @@ def _grade_one(
     hide: list[Path],
     server: GradingServer,
     note: str = "",
+    feedback_notebooks: bool = False,
 ) -> Outcome:
     started = time.perf_counter()
     name = submission.name
@@ -260,7 +262,20 @@ def _grade_one(
             name, None, False, seconds, f"grading {why}; see {out / 'grading.log'}", note
         )
     stamp_file.write_text(_seal(key, stamp, data) + "\n", encoding="ascii")
+    if feedback_notebooks and submission.kind == "ipynb":
+        note = "; ".join(n for n in (note, _feedback(submission, result, out)) if n)
     return Outcome(name, result, False, seconds, note=note)
+
+
+def _feedback(submission: StudentSubmission, result: GradeResult, out: Path) -> str:
+    """Write ``OUT/students/<student>/feedback.ipynb`` (and ``.html``); "" or why not."""
+    from llm_grade.notebook.feedback import write_feedback_notebook
+
+    try:
+        write_feedback_notebook(submission.path, result, out / FEEDBACK_NOTEBOOK)
+    except Exception as exc:  # noqa: BLE001 - the grade stands; the note says what failed
+        return f"no feedback notebook ({type(exc).__name__}: {str(exc)[:200]})"
+    return ""
 
 
 def grade_class(
@@ -276,6 +291,7 @@ def grade_class(
     force: bool = False,
     timeout: float = 1800.0,
     on_done: Callable[[Outcome], None] | None = None,
+    feedback_notebooks: bool = False,
 ) -> list[Outcome]:
     """Grade every submission under ``root`` into ``out/students/<name>/``, ``jobs`` at a time.
 
@@ -283,7 +299,9 @@ def grade_class(
     or ``none`` (graded anyway; every outcome carries a note saying so). ``select`` is a
     pytest ``-k`` expression (e.g. ``"softmax or LayerNorm"``) that limits grading to some
     components, as ``llm-grade grade -k`` does; ``device`` is passed on to
-    ``llm-grade grade --device``.
+    ``llm-grade grade --device``. With ``feedback_notebooks``, every notebook submission also
+    gets ``OUT/students/<student>/feedback.ipynb`` and ``feedback.html``: the student's
+    notebook with a feedback cell after each graded definition.
     """
     check_sandbox(sandbox, isolation)
     root, out = Path(root).resolve(), Path(out).resolve()
@@ -321,6 +339,7 @@ def grade_class(
             hide,
             local.server,
             note,
+            feedback_notebooks,
         )
 
     try:

@@ -147,9 +147,13 @@ def stage(submission: StudentSubmission, dest: Path) -> Path:
     return unpack(submission, dest)[0]
 
 
-def unpack(submission: StudentSubmission, dest: Path) -> tuple[Path, Extraction | None]:
+def unpack(
+    submission: StudentSubmission, dest: Path, *, follow_loads: bool = False
+) -> tuple[Path, Extraction | None]:
     """:func:`stage`, and for a notebook or script what its extraction found (where each
-    graded name was read, what was not run; see :mod:`llm_grade.notebook.extract`)."""
+    graded name was read, what was not run; see :mod:`llm_grade.notebook.extract`).
+    ``follow_loads``: also read the notebooks it loads with ``load_definitions`` (a learner
+    grading their own notebook; never in batch, where the file beside it is a classmate's)."""
     if not submission.needs_staging:
         return submission.path, None
     if dest.exists():
@@ -158,7 +162,7 @@ def unpack(submission: StudentSubmission, dest: Path) -> tuple[Path, Extraction 
     if submission.kind == "zip":
         stage_zip(submission.path, dest)
         return dest, None
-    extraction = extract_notebook(submission.path)
+    extraction = extract_notebook(submission.path, follow_loads=follow_loads)
     for name, source in sorted(extraction.modules.items()):
         (dest / name).write_text(source, encoding="utf-8")
     return dest, extraction
@@ -254,11 +258,11 @@ _MODULE_FILES = frozenset(f"{m}.py" for m in MODULES)
 # ------------------------------------------------------------------------- notebooks
 
 
-def extract_notebook(path: Path) -> Extraction:
+def extract_notebook(path: Path, *, follow_loads: bool = False) -> Extraction:
     """The submission in the notebook or script ``path``; :class:`StagingError` (one line)
     when it cannot be read or defines none of the graded names."""
     try:
-        return extract_file(path)
+        return extract_file(path, follow_loads=follow_loads)
     except SourceError as exc:
         raise StagingError(str(exc)) from None
     except OSError as exc:

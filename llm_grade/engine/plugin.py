@@ -276,7 +276,9 @@ class GradingPlugin:
     def title(self, checks: int) -> str:
         """The first line of a run's output: the submission as the user would name it (no
         install path for the bundled example)."""
-        return f"Grading {shown_path(self.session.submission_path)} ({checks} checks)"
+        origin = self.session.origin
+        shown = origin.file if origin is not None else shown_path(self.session.submission_path)
+        return f"Grading {shown} ({checks} checks)"
 
     def notes(self, result) -> list[str]:
         """What the scores' reader must know about how they were made."""

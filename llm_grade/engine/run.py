@@ -164,6 +164,6 @@ def _unpack(path: Path, dest: Path) -> tuple[Path, Extraction | None]:
             "that defines them"
         )
     try:
-        return unpack(StudentSubmission(path.stem, path, kind), dest)
+        return unpack(StudentSubmission(path.stem, path, kind), dest, follow_loads=True)
     except StagingError as exc:
         raise GradingError(f"{path.name}: {exc}") from None

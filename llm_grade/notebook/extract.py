@@ -317,7 +317,20 @@ def _classify(node: ast.stmt) -> tuple[str, tuple[str, ...]]:
         isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
     ):
         return "quiet", ()
+    if _tool_call(node):  # check("softmax"), load_definitions(...): llm-grade's own cells
+        return "quiet", ()
     return "drop", ()
+
+
+TOOL_CALLS = frozenset({"check", "load_definitions"})
+
+
+def _tool_call(node: ast.stmt) -> bool:
+    value = node.value if isinstance(node, (ast.Expr, ast.Assign)) else None
+    if not isinstance(value, ast.Call):
+        return False
+    name = _dotted(value.func) or ""
+    return name.removeprefix("llm_grade.notebook.") in TOOL_CALLS
 
 
 def _segment(lines: list[str], node: ast.stmt, shared: bool, source: str) -> tuple[str, int]:
@@ -405,10 +418,13 @@ class Extraction:
         return notes
 
     def origin(self) -> dict:
-        """What a report says about where the graded code came from (JSON-ready)."""
+        """What a report says about where the graded code came from (JSON-ready):
+        ``cells`` names the cell of each graded name, ``defined`` its index in the notebook
+        (where a feedback notebook puts its feedback)."""
         return {
             "file": self.file,
             "cells": dict(self.cells),
+            "defined": dict(self.defined),
             "not_run": list(self.not_run),
             "problems": list(self.problems),
         }
@@ -431,10 +447,72 @@ class Extraction:
         return cls(**known)
 
 
-def extract_file(path: Path) -> Extraction:
-    """The submission in the notebook or script ``path`` (see the module docstring)."""
+def extract_file(path: Path, *, follow_loads: bool = True) -> Extraction:
+    """The submission in the notebook or script ``path`` (see the module docstring).
+
+    With ``follow_loads``, the notebooks it passes to ``load_definitions(...)`` (the
+    assignment notebooks do, for the parts built earlier) come first, as they do in the
+    kernel; batch grading reads each student's file alone (another file beside it may be a
+    classmate's), and says what was not loaded."""
     path = Path(path)
-    return extract(read_cells(path), path.name)
+    cells = read_cells(path)
+    loaded: list[Cell] = []
+    problems: list[str] = []
+    wanted = [(c, name) for c in cells for name in loads(c.source)]
+    if wanted and follow_loads:
+        order: list[Path] = []
+        for cell, name in wanted:
+            try:
+                loaded_by(path.parent / name, order, [path.resolve()])
+            except (FileNotFoundError, SourceError, OSError) as exc:
+                problems.append(f"{cell.name(path.name)} loads {name}, which was not read ({exc})")
+        for other in order:
+            loaded += [
+                Cell(c.index, c.source, c.label, c.first_line, other.name)
+                for c in read_cells(other)
+            ]
+    elif wanted:
+        names = ", ".join(dict.fromkeys(name for _, name in wanted))
+        problems.append(
+            f"{path.name} loads {names} with load_definitions; each submission is graded on "
+            "its own, so those definitions were not graded with it"
+        )
+    result = extract([*loaded, *cells], path.name)
+    result.problems[:0] = problems
+    return result
+
+
+def loads(source: str) -> list[str]:
+    """The notebooks a cell passes to ``load_definitions(...)`` (string literals only)."""
+    if "load_definitions" not in source:
+        return []
+    try:
+        tree = ast.parse(_neutralised(source)[0])
+    except SyntaxError:
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _dotted(node.func) in (
+            "load_definitions",
+            "llm_grade.notebook.load_definitions",
+        ):
+            found += [a.value for a in node.args if isinstance(a, ast.Constant)]
+    return [f for f in found if isinstance(f, str)]
+
+
+def loaded_by(path: Path, order: list[Path], stack: list[Path] | None = None) -> None:
+    """Append ``path`` to ``order`` after the notebooks it loads (depth first, each once;
+    a cycle is cut). :class:`FileNotFoundError` when a notebook is not there."""
+    stack = stack or []
+    path = Path(path).resolve()
+    if path in order or path in stack:
+        return
+    if not path.is_file():
+        raise FileNotFoundError(f"{path.name} is not in {path.parent}")
+    for cell in read_cells(path):
+        for name in loads(cell.source):
+            loaded_by(path.parent / name, order, [*stack, path])
+    order.append(path)
 
 
 def extract(cells: list[Cell], file: str, *, require: bool = True) -> Extraction:
@@ -568,7 +646,8 @@ def _read_cell(
         kept.append(
             Statement(cell, kind, binds, text, line, _names_used(text, node), order + len(kept))
         )
-    result.not_run += _dropped_notes(cell, file, sorted(dropped))
+    if not cell.file:  # a loaded notebook's experiments are not this submission's
+        result.not_run += _dropped_notes(cell, file, sorted(dropped))
     return kept
 
 

@@ -28,7 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llm_grade.components import COMPONENTS, exactly
-from llm_grade.notebook.extract import Cell, Extraction, SourceError, extract, read_cells
+from llm_grade.notebook.extract import (
+    Cell,
+    Extraction,
+    SourceError,
+    extract,
+    loaded_by,
+    read_cells,
+)
 
 CHECK_TIMEOUT_S = 900.0  # one check, whatever it selects (the worker's own limits apply too)
 
@@ -49,6 +56,13 @@ class Checked:
     html: str = ""
     read: str = ""
     problems: list[str] = field(default_factory=list)
+
+    shown: bool = False  # displayed under the cell already (check() does it)
+
+    def _ipython_display_(self) -> None:
+        """As a cell's last value: shown once (check() has shown it already)."""
+        if not self.shown:
+            _display(self)
 
     def _repr_html_(self) -> str:
         return self.html
@@ -126,7 +140,10 @@ def load_definitions(*notebooks: str | Path, namespace: dict | None = None) -> l
         namespace = ip.user_ns if ip is not None else sys.modules["__main__"].__dict__
     order: list[Path] = []
     for notebook in notebooks:
-        _dependencies(Path(notebook), order, [])
+        path = Path(notebook)
+        if not path.is_file():
+            raise FileNotFoundError(f"load_definitions: {path} does not exist")
+        loaded_by(path, order)
     defined: list[str] = []
     for path in order:
         cells = [
@@ -138,35 +155,6 @@ def load_definitions(*notebooks: str | Path, namespace: dict | None = None) -> l
         _loaded[:] = [c for c in _loaded if c.file != path.name] + cells
         defined += [n for n in extraction.cells if n not in defined]
     return defined
-
-
-def _dependencies(path: Path, order: list[Path], stack: list[Path]) -> None:
-    """``path`` after the notebooks it loads (depth first, each once, cycles ignored)."""
-    path = path.resolve() if path.exists() else path
-    if path in order or path in stack:
-        return
-    if not path.is_file():
-        raise FileNotFoundError(f"load_definitions: {path} does not exist")
-    for cell in read_cells(path):
-        for name in _loads(cell.source):
-            _dependencies(path.parent / name, order, [*stack, path])
-    order.append(path)
-
-
-def _loads(source: str) -> list[str]:
-    """The notebooks a cell passes to ``load_definitions(...)`` (string literals only)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return []
-    found = []
-    for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Call)
-            and getattr(node.func, "id", getattr(node.func, "attr", "")) == "load_definitions"
-        ):
-            found += [a.value for a in node.args if isinstance(a, ast.Constant)]
-    return [f for f in found if isinstance(f, str)]
 
 
 def _definitions_only(cells: list[Cell]) -> str:
@@ -298,15 +286,21 @@ def _show(checked: Checked, display: bool, view: str = "learner") -> Checked:
     else:
         checked.html = _problems_html(checked.problems or ["nothing to check"])
     if display:
-        ip = _ipython()
-        if ip is not None and getattr(ip, "display_pub", None) is not None:
-            from IPython.display import HTML
-            from IPython.display import display as show
-
-            show(HTML(checked.html), metadata={"llm_grade": {"names": checked.names}})
-        else:
-            print(checked.text)
+        _display(checked)
     return checked
+
+
+def _display(checked: Checked) -> None:
+    """HTML under the cell in Jupyter, the text anywhere else."""
+    checked.shown = True
+    ip = _ipython()
+    if ip is not None and getattr(ip, "display_pub", None) is not None:
+        from IPython.display import HTML
+        from IPython.display import display as show
+
+        show(HTML(checked.html), metadata={"llm_grade": {"names": checked.names}})
+    else:
+        print(checked.text)
 
 
 def _problems_html(problems: list[str]) -> str:

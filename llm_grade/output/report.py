@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
+from markupsafe import Markup
+
 from llm_grade.engine.feedback import points
 from llm_grade.engine.results import GradeResult
 from llm_grade.output.classes import common_failures, slug
@@ -123,7 +125,7 @@ def render_inline(result: GradeResult, names, *, view: str = "learner", read: st
         _environment()
         .get_template("inline.html.j2")
         .render(
-            css=_scoped_css(),
+            css=Markup(_scoped_css()),  # our own stylesheet, not learner text
             view=view,
             title=", ".join(c.name for c in chosen) or "nothing graded",
             read=clean(read, 500),
