@@ -359,12 +359,7 @@ def notebook() -> None:
     help="Folder for the notebooks (created if missing; existing notebooks are never "
     "overwritten).",
 )
-@click.option(
-    "--rubric",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    default=None,
-    help="Your rubric TOML: the notebooks show its points and their check cells grade with it.",
-)
+@click_options("rubric")
 @click.option(
     "--intro",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
@@ -376,7 +371,8 @@ def notebook_build(out: Path, rubric: Path | None, intro: Path | None) -> None:
 
     Each has the module's concepts in Markdown, a code cell per component holding its stub,
     and a "check my work" cell under each that grades the learner's code in the sandbox and
-    shows the feedback in the notebook.
+    shows the feedback in the notebook. With --rubric, the notebooks show its points and
+    their check cells grade with it.
     """
     from llm_grade.engine.rubric import RubricError, load_rubric
     from llm_grade.notebook.build import build_notebooks

@@ -9,6 +9,8 @@ left out: a notebook has one namespace), with the noise real notebooks hold betw
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -115,3 +117,13 @@ def fill(notebook: Path, folder: Path, *, noise=NOISE, extra=()) -> Path:
     nb.cells = cells
     nbformat.write(nb, str(notebook))
     return notebook
+
+
+def batch(klass: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+    """``llm-grade batch KLASS --out OUT ARGS`` in a fresh process, as a TA runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "llm_grade", "batch", str(klass), "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

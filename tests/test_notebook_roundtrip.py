@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from lg_paths import REFERENCE
-from notebooks import RUNNABLE_NOISE, fill
+from notebooks import RUNNABLE_NOISE, batch, fill
 
 from llm_grade.components import COMPONENTS, MODULES, exactly
 from llm_grade.engine.run import grade
@@ -250,25 +250,7 @@ def test_batch_writes_feedback_notebooks(tmp_path, built):
         klass / "dana.ipynb",
     )
     out = tmp_path / "out"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llm_grade",
-            "batch",
-            str(klass),
-            "--out",
-            str(out),
-            "-k",
-            "gelu or FeedForward",
-            "--feedback-notebooks",
-            "--sandbox",
-            "none",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run = batch(klass, out, "-k", "gelu or FeedForward", "--feedback-notebooks")
     assert run.returncode == 0, run.stderr
     fb = nbformat.read(str(out / "students" / "dana" / "feedback.ipynb"), as_version=4)
     sources = [

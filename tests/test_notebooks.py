@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 from click.testing import CliRunner
 from lg_paths import REFERENCE, REPO
-from notebooks import as_notebook
+from notebooks import as_notebook, batch
 from test_bug_catalogue import BUGS  # noqa: E402 (the catalogue of learner bugs)
 
 from llm_grade.cli import main
@@ -298,25 +296,15 @@ def test_batch_grades_plain_notebooks_and_scripts(tmp_path: Path):
         "import torch\n\ndef gelu(x, approximate='none'):\n    return x * 0\n\nprint(gelu(1))\n"
     )
     (klass / "carl.ipynb").write_text("{broken")
-    out = tmp_path / "out"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llm_grade",
-            "batch",
-            str(klass),
-            "--out",
-            str(out),
-            "-k",
-            "softmax or gelu",
-            "--sandbox",
-            "none",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    _nb(
+        klass / "dave.ipynb",
+        "import torch",
+        "def gelu(x, approximate='none')\n    return x",  # does not parse: costs only gelu
+        "def softmax(x, dim=-1):\n    e = torch.exp(x - x.amax(dim, keepdim=True))\n"
+        "    return e / e.sum(dim, keepdim=True)",
     )
+    out = tmp_path / "out"
+    run = batch(klass, out, "-k", "softmax or gelu")
     assert "carl: not graded: carl.ipynb: not a readable Jupyter notebook" in run.stderr
     ann = json.loads((out / "students" / "ann" / "results.json").read_text())
     bob = json.loads((out / "students" / "bob" / "results.json").read_text())
@@ -325,6 +313,12 @@ def test_batch_grades_plain_notebooks_and_scripts(tmp_path: Path):
         for name, data in (("ann", ann), ("bob", bob))
     }
     assert scores["ann"]["softmax"] == 6 and scores["bob"]["gelu"] < 4
+    dave = json.loads((out / "students" / "dave" / "results.json").read_text())
+    assert {c["name"]: sum(t["points"] for t in c["tests"]) for c in dave["components"]} == {
+        "softmax": 6,
+        "gelu": 0,
+    }
+    assert dave["origin"]["problems"][0].startswith("dave.ipynb, cell 3, line 1 does not parse")
     assert bob["origin"]["not_run"] == ["bob.py, line 6: `print(gelu(1))`"]
 
 

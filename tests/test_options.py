@@ -31,10 +31,18 @@ NAMES = {f.name for f in fields(GradingOptions)}
 SAME_FLAG_OTHER_OPTION = {"llm_grade/cli.py": {"--out", "--jobs", "-j"}}
 # options of one command that are not grading options (what the command itself does)
 COMMAND_ONLY = {
-    "grade": {"example", "fail_under", "submission", "quiet", "verbose", "help"},
+    "grade": {
+        "example",
+        "fail_under",
+        "submission",
+        "quiet",
+        "verbose",
+        "feedback_notebook",
+        "help",
+    },
     "watch": {"folder", "help"},
     # batch's --jobs is how many submissions are graded at once (each with one process)
-    "batch": {"submissions", "out", "jobs", "force", "help"},
+    "batch": {"submissions", "out", "jobs", "force", "feedback_notebooks", "help"},
     "report": {"results_json", "out", "help"},  # --out: the HTML file
 }
 

@@ -160,7 +160,7 @@ def load_definitions(*notebooks: str | Path, namespace: dict | None = None) -> l
 def _definitions_only(cells: list[Cell]) -> str:
     """The top-level imports, definitions and constants of ``cells``, in order (what
     :func:`llm_grade.notebook.extract.extract` keeps), as one piece of code."""
-    from llm_grade.notebook.extract import _classify, _neutralised
+    from llm_grade.notebook.extract import _classify, _neutralised, _segment
 
     pieces = []
     for cell in cells:
@@ -173,14 +173,14 @@ def _definitions_only(cells: list[Cell]) -> str:
                 tree = ast.parse(source)
             except SyntaxError:
                 continue
+        lines = source.split("\n")
         for node in tree.body:
             if _classify(node)[0] in ("import", "def", "const"):
-                pieces.append(ast.get_source_segment(source, node, padded=True) or "")
-                decorators = getattr(node, "decorator_list", [])
-                if decorators:  # get_source_segment starts at "def": put the decorators back
-                    lines = source.split("\n")
-                    first = min(d.lineno for d in decorators)
-                    pieces[-1] = "\n".join(lines[first - 1 : node.end_lineno])
+                shared = any(
+                    other is not node and {other.lineno, other.end_lineno} & {node.lineno}
+                    for other in tree.body
+                )
+                pieces.append(_segment(lines, node, shared, source)[0])
     return "\n\n".join(pieces) + "\n"
 
 
