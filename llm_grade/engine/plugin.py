@@ -374,13 +374,14 @@ def activate(config: pytest.Config, graders_dir: Path) -> GradingSession:
         (p for p in config.pluginmanager.get_plugins() if isinstance(p, GradingPlugin)), None
     )
     if plugin is None:
-        from llm_grade.engine.session import GradingSession
+        from llm_grade.engine.session import GradingSession, SubmissionError
 
         try:
             options = from_pytest(config)
-        except OptionError as exc:
+            session = GradingSession(options, graders_dir)
+        except (OptionError, SubmissionError) as exc:
             raise pytest.UsageError(str(exc)) from None
-        plugin = GradingPlugin(GradingSession(options, graders_dir), _own_terminal(config))
+        plugin = GradingPlugin(session, _own_terminal(config))
         config.pluginmanager.register(plugin, "llm-grade-session")
     config.stash[_PLUGIN_KEY] = plugin
     from llm_grade.engine.profiles import load_profile

@@ -9,7 +9,6 @@ session's :class:`GradeResult`.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +85,7 @@ def grade(
 
     from llm_grade.engine.plugin import GradingPlugin
     from llm_grade.engine.rubric import RubricError
-    from llm_grade.engine.session import GradingSession
+    from llm_grade.engine.session import GradingSession, SubmissionError
 
     try:
         options = (options or GradingOptions()).replace(**changes)
@@ -97,20 +96,6 @@ def grade(
     if options.submission is None or not Path(options.submission).exists():
         raise GradingError(f"submission {options.submission} does not exist")
     original = Path(options.submission).resolve()
-    if original.is_file():  # a zip, notebook or script: graded from a folder made from it
-        with tempfile.TemporaryDirectory(prefix="llm-grade-unpacked-") as folder:
-            staged, origin = _unpack(original, Path(folder) / "submission")
-            result = grade(
-                options=options.replace(submission=staged),
-                quiet=quiet,
-                verbosity=verbosity,
-                extra=extra,
-                origin=origin,
-            )
-        result.submission = str(original)  # what was handed in, not the unpacked copy
-        if options.out is not None:
-            result.write_json(Path(options.out).resolve() / "results.json")
-        return result
     resolved = {"submission": original}
     for name in ("out", "rubric"):
         if getattr(options, name) is not None:
@@ -119,7 +104,7 @@ def grade(
     options = options.replace(**resolved)
     try:
         session = GradingSession(options, bundled("graders"), origin=origin)
-    except RubricError as exc:
+    except (RubricError, SubmissionError) as exc:
         raise GradingError(str(exc)) from None
     reporter = None
     if not quiet:
@@ -143,27 +128,3 @@ def grade(
         why = "\n".join(plugin.problems)[-4000:] or "pytest could not run the graders"
         raise GradingError(f"grading could not run (pytest exit code {int(code)}):\n{why}")
     return session.result
-
-
-def _unpack(path: Path, dest: Path) -> tuple[Path, Extraction | None]:
-    """The folder to grade for a zip, notebook or script ``path`` (see
-    :mod:`llm_grade.classroom.staging`: the same safety checks as batch), and for a notebook
-    or script its extraction."""
-    from llm_grade.classroom.staging import (
-        ARCHIVE_SUFFIXES,
-        StagingError,
-        StudentSubmission,
-        unpack,
-    )
-
-    kind = ARCHIVE_SUFFIXES.get(path.suffix.lower())
-    if kind is None:
-        raise GradingError(
-            f"{path} is not a submission folder, zip, notebook (.ipynb) or script (.py): give "
-            "the folder with your modules (environment.py ... transformer.py) or the notebook "
-            "that defines them"
-        )
-    try:
-        return unpack(StudentSubmission(path.stem, path, kind), dest, follow_loads=True)
-    except StagingError as exc:
-        raise GradingError(f"{path.name}: {exc}") from None

@@ -48,6 +48,11 @@ class CheckId:
     nodeid: str
 
 
+class SubmissionError(ValueError):
+    """The submission cannot be graded as given (not there, not a folder, zip, notebook or
+    script, or one that cannot be read): one line says why."""
+
+
 class GradingSession:
     """State of one grading run: options, rubric, staged submission, handle, results."""
 
@@ -79,6 +84,46 @@ class GradingSession:
         # the notebook or script the submission's modules were extracted from (an
         # llm_grade.notebook.extract.Extraction), or None for a folder
         self.origin = origin
+        self._unpacked: str | None = None  # the folder a zip, notebook or script became
+        self.source_folder = self.submission_path  # the folder whose modules are staged
+        if self.submission_path.is_file():
+            self._unpack()
+        elif not self.submission_path.exists():
+            raise SubmissionError(f"submission {self.submission_path} does not exist")
+
+    def _unpack(self) -> None:
+        """A zip, notebook or ``.py`` script as a folder of modules, made now (before pytest
+        runs, so that an unreadable one is one clear line): the same safety checks as batch
+        (:mod:`llm_grade.classroom.staging`), and for a notebook its extraction, which the
+        results and the tracebacks then refer to."""
+        from llm_grade.classroom.staging import (
+            ARCHIVE_SUFFIXES,
+            StagingError,
+            StudentSubmission,
+            unpack,
+        )
+
+        path = self.submission_path
+        kind = ARCHIVE_SUFFIXES.get(path.suffix.lower())
+        if kind is None:
+            raise SubmissionError(
+                f"{path} is not a submission folder, zip, notebook (.ipynb) or script (.py): "
+                "give the folder with your modules (environment.py ... transformer.py) or the "
+                "notebook that defines them"
+            )
+        self._unpacked = tempfile.mkdtemp(prefix="llm-grade-unpacked-")
+        try:
+            folder, origin = unpack(
+                StudentSubmission(path.stem, path, kind),
+                Path(self._unpacked) / "submission",
+                follow_loads=True,  # the learner's own folder: the notebooks it loads
+            )
+        except StagingError as exc:
+            shutil.rmtree(self._unpacked, ignore_errors=True)
+            self._unpacked = None
+            raise SubmissionError(f"{path.name}: {exc}") from None
+        self.source_folder = folder
+        self.origin = origin or self.origin
 
     @property
     def isolation(self) -> str:
@@ -90,7 +135,7 @@ class GradingSession:
         """Stage the submission and start the worker (it imports torch while this process
         does: two cores, half the wait), then resolve the device, apply the policy and make
         this run's context current."""
-        if self.submission_path.is_dir() and will_run:
+        if self.source_folder.is_dir() and will_run:
             self.stage()
         if self.isolation == "process" and self.staged is not None:
             from llm_grade.sandbox.transport import start_worker
@@ -145,7 +190,7 @@ class GradingSession:
             self._stage_dir = str(self._area.new_stage())
         else:
             self._stage_dir = tempfile.mkdtemp(prefix="llm-grade-staged-")
-        self.staged = stage_folder(self.submission_path, Path(self._stage_dir) / "submission")
+        self.staged = stage_folder(self.source_folder, Path(self._stage_dir) / "submission")
 
     def apply_policy(self) -> None:
         """Check the staged sources against the rubric's submission policy (on this trusted
@@ -180,7 +225,9 @@ class GradingSession:
         the oracles, the graders in use, the learner's original folder and the output."""
         from llm_grade.sandbox.confine import trusted_paths
 
-        masks = [*trusted_paths(), self.graders_dir, self.submission_path]
+        masks = [*trusted_paths(), self.graders_dir]
+        folders = dict.fromkeys([self.submission_path, self.source_folder])
+        masks += [p for p in folders if p.is_dir()]
         masks += [Path(p).resolve() for p in self.options.hide if str(p) not in ("", ".")]
         if self.options.out:
             masks.append(Path(self.options.out))
@@ -203,7 +250,7 @@ class GradingSession:
             if self.isolation == "none" and unchanged:
                 # fast local mode: the learner's own files, so a debugger's breakpoints and
                 # tracebacks point at them (same sources, so the same score)
-                root = self.submission_path
+                root = self.source_folder
             self.static_violations = scan_submission(root, self.rubric.forbidden)
             self._handle = open_submission(
                 root,
@@ -443,6 +490,9 @@ class GradingSession:
             else:
                 shutil.rmtree(self._stage_dir, ignore_errors=True)
             self._stage_dir = None
+        if self._unpacked is not None:
+            shutil.rmtree(self._unpacked, ignore_errors=True)
+            self._unpacked = None
         if self._context_token is not None:
             from llm_grade.grading import context
 
