@@ -56,8 +56,8 @@ def test_later_definitions_win_and_helpers_travel_with_what_uses_them():
         _cells(
             "import torch\nimport numpy as np  # unused: left out\nfrom torch import nn",
             "def softmax(x, dim=-1):\n    return None  # first try",
-            "SCALE = 2.0\nNEG = float('-inf')\n\ndef _stable(x, dim):\n"
-            "    return x - x.amax(dim=dim, keepdim=True) * SCALE / SCALE",
+            "SCALE, ONE = 2.0, 1\nNEG = float('-inf')\n\ndef _stable(x, dim):\n"
+            "    return x - x.amax(dim=dim, keepdim=True) * SCALE / SCALE * ONE",
             "def softmax(x, dim=-1):\n    e = torch.exp(_stable(x, dim))\n"
             "    return e / e.sum(dim=dim, keepdim=True)",
             "class LayerNorm(nn.Module):\n    def forward(self, x):\n        return _stable(x, -1)",
@@ -68,7 +68,7 @@ def test_later_definitions_win_and_helpers_travel_with_what_uses_them():
     attention = e.modules["attention.py"]
     assert "first try" not in attention  # cell 4's softmax replaced cell 2's
     assert attention.count("def softmax") == 1 and "def _stable" in attention
-    assert "SCALE = 2.0" in attention and "NEG" not in attention  # only what is used
+    assert "SCALE, ONE = 2.0, 1" in attention and "NEG" not in attention  # only what is used
     assert "numpy" not in attention and "import torch" in attention
     # the helper is copied into every module that uses it
     assert "def _stable" in e.modules["normalization.py"]
@@ -148,6 +148,23 @@ def test_a_cell_that_does_not_parse_costs_only_its_own_definitions(tmp_path: Pat
         "work.ipynb, cell 3, line 1 does not parse (expected ':'), so no definition in cell 3 "
         "was graded"
     ]
+
+
+def test_cells_that_python_cannot_even_parse_cost_only_themselves():
+    e = extract(
+        _cells(
+            "X = " + "+".join(["1"] * 200_000),  # deeper than the parser's recursion limit
+            "def gelu(x, approximate='none'):\n    return " + "lambda: " * 5000 + "1",
+            "def softmax(x, dim=-1):\x00\n    return x",
+            "def LayerNorm():\n    return 1",
+        ),
+        "work.ipynb",
+    )
+    assert list(e.cells) == ["LayerNorm"]
+    first, second, third = e.problems
+    assert first.startswith("cell 1 is nested too deeply to be read")
+    assert second.startswith("cell 2 is nested too deeply to be read")
+    assert "cell 3" in third and "null bytes" in third
 
 
 def test_scripts_are_cells_too_and_markers_keep_working(tmp_path: Path):

@@ -85,6 +85,8 @@ _FILE_LINE = re.compile(
     r'(?P<tb>File ")?\b(?P<file>[A-Za-z_][A-Za-z0-9_]*\.py)(?(tb)"), line (?P<line>\d+)'
 )
 
+_DEFINES_NO = re.compile(r"\b[a-z]+\.py defines no `(?P<name>\w+)`")
+
 
 class SourceError(ValueError):
     """A notebook or script that cannot be read as a submission (one line says why)."""
@@ -267,7 +269,7 @@ def _names_used(text: str, node: ast.AST) -> frozenset[str]:
 
     try:
         return frozenset(walk(symtable.symtable(text, "<cell>", "exec"), True))
-    except (SyntaxError, ValueError):  # a statement cut out of a line it shares
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # cut out of a shared line
         return frozenset(n.id for n in ast.walk(node) if isinstance(n, ast.Name))
 
 
@@ -280,6 +282,17 @@ def _stored(node: ast.AST) -> set[str]:
         elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(n.name)
     return names
+
+
+def _named(node: ast.AST) -> bool:
+    return isinstance(node, ast.Name)
+
+
+def _names_only(target: ast.AST) -> bool:
+    """An assignment target made of plain names only (``X``, ``A, B``)."""
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return all(_names_only(t) for t in target.elts)
+    return isinstance(target, ast.Name)
 
 
 def _local_module(module: str | None, level: int) -> bool:
@@ -303,9 +316,9 @@ def _classify(node: ast.stmt) -> tuple[str, tuple[str, ...]]:
         return "import", tuple(a.asname or a.name.split(".")[0] for a in node.names)
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return "def", (node.name,)
-    if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
-        if _static(node.value):
-            return "const", tuple(t.id for t in node.targets)
+    if isinstance(node, ast.Assign) and all(map(_names_only, node.targets)):
+        if _static(node.value):  # X = 1, A = B = 2, (LOW, HIGH) = (0, 1)
+            return "const", tuple(n.id for t in node.targets for n in ast.walk(t) if _named(n))
     if (
         isinstance(node, ast.AnnAssign)
         and isinstance(node.target, ast.Name)
@@ -389,8 +402,9 @@ class Extraction:
 
     def rewrite(self, text: str) -> str:
         """``File "attention.py", line 37`` in a traceback (``attention.py, line 37`` in a
-        message) as the notebook place it came from (``File "work.ipynb", cell 4, line 5``)."""
-        if not text or not self.lines:
+        message) as the notebook place it came from (``File "work.ipynb", cell 4, line 5``),
+        and "attention.py defines no `softmax`" as "work.ipynb defines no `softmax`"."""
+        if not text:
             return text
 
         def place(m: re.Match) -> str:
@@ -402,7 +416,13 @@ class Extraction:
             file, _, rest = where.partition(", ")
             return f'File "{file}", {rest}'
 
-        return _FILE_LINE.sub(place, text)
+        text = _FILE_LINE.sub(place, text)
+        # a graded name the notebook does not define: say where the grader looked
+        return _DEFINES_NO.sub(
+            lambda m: f"{self.file} defines no `{m.group('name')}` (a def or class at the top "
+            "level of a code cell)",
+            text,
+        )
 
     def notes(self) -> list[str]:
         """One line per problem, then what was not run (for the report's notes)."""
@@ -488,7 +508,7 @@ def loads(source: str) -> list[str]:
         return []
     try:
         tree = ast.parse(_neutralised(source)[0])
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
     found = []
     for node in ast.walk(tree):
@@ -554,7 +574,7 @@ def extract(cells: list[Cell], file: str, *, require: bool = True) -> Extraction
 def _defines(source: str, name: str) -> bool:
     try:
         tree = ast.parse(source)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return re.search(rf"^(?:class|def)\s+{re.escape(name)}\b", source, re.M) is not None
     return any(name in _classify(node)[1] for node in tree.body)
 
@@ -594,7 +614,21 @@ def _marked(
 def _read_cell(
     cell: Cell, file: str, result: Extraction, bound_by_dropped: dict[str, str], order: int
 ) -> list[Statement]:
-    """The statements of one unmarked cell that the grader keeps."""
+    """The statements of one unmarked cell that the grader keeps; a cell nested too deeply
+    for Python's own parser (``1+1+...`` a hundred thousand times) costs only itself."""
+    try:
+        return _read_cell_unguarded(cell, file, result, bound_by_dropped, order)
+    except (RecursionError, MemoryError):
+        result.problems.append(
+            f"{cell.name(file)} is nested too deeply to be read, so no definition in "
+            f"{cell.name(file)} was graded"
+        )
+        return []
+
+
+def _read_cell_unguarded(
+    cell: Cell, file: str, result: Extraction, bound_by_dropped: dict[str, str], order: int
+) -> list[Statement]:
     source = cell.source
     first = source.lstrip().split("\n", 1)[0].strip()
     magic = _CELL_MAGIC.match(first)

@@ -171,8 +171,10 @@ def _definitions_only(cells: list[Cell]) -> str:
             source, _ = _neutralised(source)
             try:
                 tree = ast.parse(source)
-            except SyntaxError:
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
                 continue
+        except (ValueError, RecursionError, MemoryError):
+            continue
         lines = source.split("\n")
         for node in tree.body:
             if _classify(node)[0] in ("import", "def", "const"):
