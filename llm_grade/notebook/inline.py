@@ -297,10 +297,11 @@ def _display(checked: Checked) -> None:
     checked.shown = True
     ip = _ipython()
     if ip is not None and getattr(ip, "display_pub", None) is not None:
-        from IPython.display import HTML
         from IPython.display import display as show
 
-        show(HTML(checked.html), metadata={"llm_grade": {"names": checked.names}})
+        # HTML for notebooks, the text for consoles (jupyter console, a plain terminal)
+        bundle = {"text/html": checked.html, "text/plain": checked.text}
+        show(bundle, raw=True, metadata={"llm_grade": {"names": checked.names}})
     else:
         print(checked.text)
 
