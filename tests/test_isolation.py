@@ -3,6 +3,7 @@ bubblewrap that says so, and hidden checks that learners never see the details o
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -34,12 +35,24 @@ def _scores(result):
 @pytest.mark.parametrize(
     "submission", [REFERENCE, BUGGY, STUBS], ids=["reference", "buggy", "stubs"]
 )
-def test_process_isolation_scores_like_in_process(submission):
+def test_process_isolation_scores_like_in_process(submission, tmp_path):
     in_process = grade(submission, quiet=True, isolation="none")
     isolated = grade(submission, quiet=True, isolation="process")
     assert _scores(isolated) == _scores(in_process)
     assert isolated.isolation["mode"] == "process" and isolated.isolation["trusted"]
     assert in_process.isolation["trusted"] is False
+    if submission == BUGGY:  # the same code as a plain learner notebook (no markers, noise
+        # cells between the definitions: tests/notebooks.py) scores the same, check by check
+        from notebooks import as_notebook
+
+        notebook = as_notebook(BUGGY, tmp_path / "work.ipynb")
+        from_notebook = grade(notebook, quiet=True, isolation="process", out=tmp_path / "out")
+        assert _scores(from_notebook) == _scores(isolated)
+        assert from_notebook.submission == str(notebook.resolve())
+        assert from_notebook.origin["cells"]["LayerNorm"].startswith("cell ")
+        assert any("Not run by the grader" in n for n in from_notebook.notes)
+        saved = json.loads((tmp_path / "out" / "results.json").read_text())
+        assert saved["origin"]["file"] == "work.ipynb"
 
 
 def test_without_bubblewrap_the_worker_still_runs_and_the_results_say_so():

@@ -4,7 +4,6 @@ ipykernel) and read what the "check my work" cells show, and write feedback note
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from lg_paths import REFERENCE
-from notebooks import RUNNABLE_NOISE, batch, fill
+from notebooks import RUNNABLE_NOISE, fill
 
 from llm_grade.components import COMPONENTS, MODULES, exactly
 from llm_grade.engine.run import grade
@@ -85,6 +84,7 @@ def _run(notebook: Path) -> nbformat.NotebookNode:
 # ------------------------------------------------------------------------- graded as files
 
 
+@pytest.mark.slow
 def test_built_notebooks_filled_with_the_reference_get_full_marks(tmp_path, built):
     course = _course(tmp_path, built)
     for module in MODULES:
@@ -156,6 +156,7 @@ def test_check_cells_grade_inline_in_a_real_kernel(tmp_path, built):
     assert "gelu is not defined yet: run the cell that defines it" in _shown(nb.cells[-1])
 
 
+@pytest.mark.slow
 def test_later_notebooks_load_the_definitions_of_earlier_ones(tmp_path, built):
     course = _course(tmp_path, built)
     for module in ("attention", "feedforward", "normalization"):
@@ -240,23 +241,3 @@ def test_feedback_notebook_puts_feedback_after_each_graded_cell(tmp_path, built)
     assert "llm-grade feedback" in page
     assert "<script>alert('hi')</script>" not in page and "javascript:1" not in page
     assert "<img src=x onerror" not in page
-
-
-def test_batch_writes_feedback_notebooks(tmp_path, built):
-    klass = tmp_path / "class"
-    klass.mkdir()
-    shutil.copy(
-        fill(_course(tmp_path, built) / notebook_name("feedforward"), REFERENCE),
-        klass / "dana.ipynb",
-    )
-    out = tmp_path / "out"
-    run = batch(klass, out, "-k", "gelu or FeedForward", "--feedback-notebooks")
-    assert run.returncode == 0, run.stderr
-    fb = nbformat.read(str(out / "students" / "dana" / "feedback.ipynb"), as_version=4)
-    sources = [
-        c.source for c in fb.cells if c.metadata.get("llm_grade", {}).get("role") == "feedback"
-    ]
-    assert len(sources) == 2 and all("✓" in s for s in sources)
-    assert (out / "students" / "dana" / "feedback.html").is_file()
-    results = json.loads((out / "students" / "dana" / "results.json").read_text())
-    assert results["origin"]["file"] == "dana.ipynb"

@@ -12,11 +12,12 @@ import nbformat
 import pytest
 from click.testing import CliRunner
 from lg_paths import REFERENCE, REPO
-from notebooks import as_notebook, batch
+from notebooks import as_notebook, batch, fill
 from test_bug_catalogue import BUGS  # noqa: E402 (the catalogue of learner bugs)
 
 from llm_grade.cli import main
 from llm_grade.engine.run import GradingError, grade
+from llm_grade.notebook.build import build_notebooks, notebook_name
 from llm_grade.notebook.extract import (
     MAX_SOURCE,
     Cell,
@@ -232,21 +233,8 @@ def test_a_40_mb_notebook_is_read_quickly_or_refused_in_one_line(tmp_path: Path)
 # ------------------------------------------------------------------------- grading
 
 
-def test_a_plain_notebook_scores_as_the_folder_with_the_same_code(tmp_path: Path):
-    notebook = as_notebook(EXAMPLE, tmp_path / "work.ipynb")
-    folder = grade(EXAMPLE, isolation="process", quiet=True)
-    graded = grade(notebook, isolation="process", quiet=True, out=tmp_path / "out")
-    assert _scores(graded) == _scores(folder) and graded.score < 100
-    assert graded.submission == str(notebook.resolve())
-    assert graded.origin["cells"]["LayerNorm"].startswith("cell ")
-    assert any("Not run by the grader" in n for n in graded.notes)
-    saved = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert saved["origin"]["file"] == "work.ipynb"
-
-
-def test_the_reference_as_a_noisy_notebook_gets_full_marks(tmp_path: Path):
-    notebook = as_notebook(REFERENCE, tmp_path / "work.ipynb")
-    assert grade(notebook, isolation="process", quiet=True).score == 100
+# The buggy example as a plain notebook scores as the folder, check by check, in
+# tests/test_isolation.py (beside the folder's own process-isolated grade it reuses).
 
 
 @pytest.mark.parametrize(
@@ -305,6 +293,7 @@ def test_grade_cli_reads_notebooks_and_gives_one_line_for_a_broken_one(tmp_path:
         grade(tmp_path / "notes.txt", quiet=True)
 
 
+@pytest.mark.slow
 def test_batch_grades_plain_notebooks_and_scripts(tmp_path: Path):
     klass = tmp_path / "class"
     klass.mkdir()
@@ -320,8 +309,11 @@ def test_batch_grades_plain_notebooks_and_scripts(tmp_path: Path):
         "def softmax(x, dim=-1):\n    e = torch.exp(x - x.amax(dim, keepdim=True))\n"
         "    return e / e.sum(dim, keepdim=True)",
     )
+    course = tmp_path / "course"
+    build_notebooks(course)
+    fill(course / notebook_name("feedforward"), REFERENCE).rename(klass / "erin.ipynb")
     out = tmp_path / "out"
-    run = batch(klass, out, "-k", "softmax or gelu")
+    run = batch(klass, out, "-k", "softmax or gelu or FeedForward", "--feedback-notebooks")
     assert "carl: not graded: carl.ipynb: not a readable Jupyter notebook" in run.stderr
     ann = json.loads((out / "students" / "ann" / "results.json").read_text())
     bob = json.loads((out / "students" / "bob" / "results.json").read_text())
@@ -334,8 +326,20 @@ def test_batch_grades_plain_notebooks_and_scripts(tmp_path: Path):
     assert {c["name"]: sum(t["points"] for t in c["tests"]) for c in dave["components"]} == {
         "softmax": 6,
         "gelu": 0,
+        "FeedForward": 0,
     }
     assert dave["origin"]["problems"][0].startswith("dave.ipynb, cell 3, line 1 does not parse")
+    # --feedback-notebooks: every notebook submission gets its feedback notebook (scripts not)
+    erin = out / "students" / "erin"
+    fb = nbformat.read(str(erin / "feedback.ipynb"), as_version=4)
+    feedback = [
+        c.source for c in fb.cells if c.metadata.get("llm_grade", {}).get("role") == "feedback"
+    ]
+    assert len(feedback) == 2 and all("✓" in s for s in feedback)
+    assert (erin / "feedback.html").is_file()
+    assert json.loads((erin / "results.json").read_text())["origin"]["file"] == "erin.ipynb"
+    assert (out / "students" / "ann" / "feedback.ipynb").is_file()
+    assert not (out / "students" / "bob" / "feedback.ipynb").exists()
     assert bob["origin"]["not_run"] == ["bob.py, line 6: `print(gelu(1))`"]
 
 
