@@ -3,13 +3,15 @@ intended hint, and costs no other component anything (credit isolation)."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
+from lg_paths import REFERENCE
 
-from llm_grade.components import COMPONENTS, exactly
+from llm_grade.components import COMPONENTS, exactly, parts_of
 from llm_grade.engine.run import grade
 
 BUGS_DIR = Path(__file__).resolve().parent / "bugs"
@@ -40,6 +42,45 @@ def _components_of(module: str) -> str:
     return exactly(name for name, mod in COMPONENTS.items() if mod == module)
 
 
+def can_run(bug) -> set[str]:
+    """The components whose checks can execute the code ``bug`` edits: the definition the
+    edit is in, if it is a graded name, and every component of the module whose own
+    definition reaches it through the module's helpers, unless it is one of that
+    component's parts (then a trusted oracle stands in for it while the component is
+    graded). An edit outside every definition reaches the whole module."""
+    source = (REFERENCE / f"{bug.module}.py").read_text()
+    line = source[: source.index(bug.find)].count("\n") + 1
+    tree = ast.parse(source)
+    defs = {
+        node.name: node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+    }
+    own = [name for name, module in COMPONENTS.items() if module == bug.module]
+    edited = next(
+        (
+            name
+            for name, node in defs.items()
+            if min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            <= line
+            <= node.end_lineno
+        ),
+        None,
+    )
+    if edited is None:
+        return set(own)
+
+    def reaches(name: str, seen: set[str]) -> bool:
+        """Whether the definition ``name`` uses ``edited``, itself or through helpers."""
+        uses = {n.id for n in ast.walk(defs[name]) if isinstance(n, ast.Name)}
+        if edited in uses:
+            return True
+        helpers = {u for u in uses if u in defs and u not in COMPONENTS and u not in seen}
+        return any(reaches(h, seen | {h}) for h in helpers)
+
+    found = {edited} & set(own)
+    found |= {c for c in own if edited not in parts_of(c) and reaches(c, {c})}
+    return found | set(bug.also)
+
+
 def _first_of_each_module() -> set[str]:
     first: dict[str, str] = {}
     for bug in BUGS:
@@ -48,6 +89,31 @@ def _first_of_each_module() -> set[str]:
 
 
 QUICK = _first_of_each_module()  # the contributor's loop (-m "not slow"); the suite runs all
+
+
+def test_can_run_finds_every_component_that_executes_the_edited_code():
+    """The selection each catalogued bug is graded with (can_run) is read from the
+    reference's source: a helper reaches every component that calls it, an edit outside the
+    definitions reaches the whole module, a part a component is built from does not reach
+    it (an oracle stands in), and a decorator belongs to the definition it decorates."""
+    sys.path.insert(0, str(BUGS_DIR))
+    try:
+        from bug import Bug
+    finally:
+        sys.path.remove(str(BUGS_DIR))
+
+    def edit(module: str, find: str, component: str = "") -> set[str]:
+        return can_run(Bug("x", module, find, find, component, ""))
+
+    # _check_positive is called by Encoder, Decoder and GPT (not by Transformer itself)
+    assert edit("transformer", "def _check_positive(") == {"Encoder", "Decoder", "GPT"}
+    assert edit("environment", '_KNOWN_DEVICES = ("cpu"') == {
+        "get_device",
+        "count_parameters",
+    }
+    # softmax is a part of MultiHeadAttention: a bug in it is graded on softmax alone
+    assert edit("attention", "def softmax(") == {"softmax"}
+    assert all(bug.component in can_run(bug) for bug in BUGS)
 
 
 def test_the_catalogue_is_large_and_unique():
@@ -66,11 +132,13 @@ def test_bug_is_caught_by_the_right_component_with_the_right_hint(bug, reference
     assert source.count(bug.find) == 1, f"{bug.id}: the text to replace must occur exactly once"
     path.write_text(source.replace(bug.find, bug.replace))
 
-    # Only the edited module's components can run the edited code: while one component is
-    # graded, every other graded name the learner's code refers to is a trusted oracle, so
-    # components of other modules never execute it (test_credit_isolation_holds_across_modules
-    # checks that claim on full gradings).
-    result = grade(reference_copy, quiet=True, select=_components_of(bug.module))
+    # Only the components that can run the edited code are graded (can_run): while one
+    # component is graded, every other graded name the learner's code refers to is a trusted
+    # oracle, so no other component executes it (test_credit_isolation_holds_across_modules
+    # checks that claim on full gradings, test_can_run that the selection covers the bug).
+    chosen = can_run(bug)
+    assert bug.component in chosen, f"{bug.id}: {bug.component} cannot run the edited code"
+    result = grade(reference_copy, quiet=True, select=exactly(chosen))
 
     losing = {c.name for c in result.components if c.score < c.max_score}
     assert bug.component in losing, f"{bug.id}: {bug.component} kept all its points"
