@@ -340,6 +340,143 @@ def batch(
         sys.exit(1)
 
 
+@main.command()
+@click.argument("results_json", type=click.Path(path_type=Path, exists=True))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["classroom", "gradescope", "junit", "markdown"]),
+    required=True,
+    help="classroom: what GitHub Classroom's autograding reporter reads; gradescope: "
+    "Gradescope's results.json; junit: JUnit XML; markdown: the points table (a CI job "
+    "summary).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write to this file (default: standard output).",
+)
+def export(results_json: Path, fmt: str, out: Path | None) -> None:
+    """Write RESULTS_JSON (or the folder holding it) in another tool's format.
+
+    Nothing is graded again: the export is made from the recorded results. Hidden checks
+    show their name and points only.
+    """
+    from llm_grade.output import exporters
+
+    try:
+        result = exporters.load_results(results_json)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if fmt == "junit":
+        text = exporters.junit_xml(result).tostring().decode("utf-8")
+    elif fmt == "markdown":
+        text = exporters.markdown_summary(result)
+    else:
+        import json
+
+        data = (
+            exporters.classroom_results(result)
+            if fmt == "classroom"
+            else exporters.gradescope_results(result)
+        )
+        text = json.dumps(data, indent=None if fmt == "classroom" else 2) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+
+
+@main.command()
+@click_options("rubric")
+def rubric(rubric: Path | None) -> None:
+    """Print the rubric a grading would use: its file, SHA-256, points and checks.
+
+    Compare the SHA-256 with the rubric you published: a CI log that shows it proves which
+    rubric made a score.
+    """
+    import hashlib
+
+    from llm_grade.engine.rubric import RubricError, load_rubric
+    from llm_grade.paths import bundled
+
+    path = Path(rubric) if rubric else bundled("graders") / "rubric.toml"
+    try:
+        loaded = load_rubric(path)
+    except RubricError as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    checks = sum(len(c) for c in loaded.checks.values())
+    hidden = sum(spec.hidden for c in loaded.checks.values() for spec in c.values())
+    click.echo(f"rubric: {path}{'' if rubric else ' (bundled with llm-grade ' + __version__ + ')'}")
+    click.echo(f"sha256: {digest}")
+    click.echo(
+        f"points: {loaded.total:g} in {checks} checks ({hidden} hidden) over "
+        f"{len(loaded.checks)} components"
+    )
+
+
+@main.group()
+def classroom() -> None:
+    """GitHub Classroom: the autograding workflow of a learner repository."""
+
+
+@classroom.command("init")
+@click.argument("dest", type=click.Path(path_type=Path, file_okay=False), default=".")
+@click.option(
+    "--package",
+    default=None,
+    help="What pip installs as llm-grade (default: this version from PyPI), e.g. "
+    "'llm-grade @ git+https://github.com/you/llm-grade@<commit>'.",
+)
+@click.option("--rubric-url", default=None, help="Your published rubric.toml (an https URL).")
+@click.option(
+    "--rubric-sha256", default=None, help="Its SHA-256 (`llm-grade rubric --rubric FILE`)."
+)
+@click.option(
+    "-k", "select", default=None, help="Grade only these components, e.g. 'softmax or gelu'."
+)
+@click.option(
+    "--submission",
+    default=".",
+    show_default=True,
+    help="What is graded, relative to the learner's repository: its folder of modules, or a "
+    "notebook or script such as work.ipynb.",
+)
+def classroom_init(
+    dest: Path,
+    package: str | None,
+    rubric_url: str | None,
+    rubric_sha256: str | None,
+    select: str | None,
+    submission: str,
+) -> None:
+    """Write DEST/.github/workflows/classroom.yml (DEST: the assignment's template
+    repository, default "."): GitHub Classroom then grades every push with a pinned
+    llm-grade in a sandbox and records the points.
+    """
+    from llm_grade.classroom.github import init as write_workflow
+
+    try:
+        path = write_workflow(
+            dest,
+            package=package,
+            rubric_url=rubric_url,
+            rubric_sha256=rubric_sha256,
+            select=select,
+            submission=submission,
+        )
+    except (FileExistsError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote {path}.")
+    click.echo(
+        "Commit it to the assignment's template repository; each learner push is then "
+        "graded, with the report as the run's artifact and the points in Classroom."
+    )
+
+
 @main.group()
 def notebook() -> None:
     """Jupyter notebooks: the assignment notebooks, graded inline.

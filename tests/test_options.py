@@ -28,7 +28,8 @@ NAMES = {f.name for f in fields(GradingOptions)}
 # flags that name another option of one command, not the grading option of that spelling:
 # batch's --out (the class's output folder) and --jobs/-j (submissions at a time), and
 # report's --out (the HTML file)
-SAME_FLAG_OTHER_OPTION = {"llm_grade/cli.py": {"--out", "--jobs", "-j"}}
+# classroom init's --submission is a path inside the learner's repository, not the option
+SAME_FLAG_OTHER_OPTION = {"llm_grade/cli.py": {"--out", "--jobs", "-j", "--submission"}}
 # options of one command that are not grading options (what the command itself does)
 COMMAND_ONLY = {
     "grade": {

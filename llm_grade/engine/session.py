@@ -446,7 +446,7 @@ class GradingSession:
             str(self.submission_path),
             components,
             time.perf_counter() - self.started,
-            environment(self.device),
+            {**environment(self.device), **self._provenance()},
             isolation,
             str(self.rubric.path),
             sources=dict(self.staged.sources) if self.staged else {},
@@ -456,6 +456,16 @@ class GradingSession:
             origin=self.origin.origin() if self.origin is not None else {},
         )
         return self.result
+
+    def _provenance(self) -> dict[str, str]:
+        """What a score was made with, beside the machine: llm-grade's version and the
+        rubric's SHA-256 (an instructor compares it with the rubric they published)."""
+        import hashlib
+
+        from llm_grade import __version__
+
+        digest = hashlib.sha256(Path(self.rubric.path).read_bytes()).hexdigest()
+        return {"llm_grade": __version__, "rubric_sha256": digest}
 
     def finish(self) -> GradeResult:
         """Assemble the results, draw the report's pictures (a handful of calls through the

@@ -1,4 +1,5 @@
-"""Results for other tools: a class spreadsheet, Gradescope and JUnit XML (CI dashboards).
+"""Results for other tools: a class spreadsheet, GitHub Classroom, Gradescope, JUnit XML (CI
+dashboards) and a Markdown summary (a CI job's summary page).
 
 Every exporter takes :class:`GradeResult` objects, built by grading or read back from
 ``results.json`` (:func:`load_results`), and never re-runs anything. The native format is
@@ -115,6 +116,66 @@ def write_grades_csv(
                 ]
             )
     return path
+
+
+# ------------------------------------------------------------------------- GitHub Classroom
+
+
+def classroom_results(result: GradeResult) -> dict[str, Any]:
+    """What GitHub Classroom's autograding reporter
+    (``classroom-resources/autograding-grading-reporter``) reads from a runner: ``version``
+    1, the runner's ``status`` ("pass", "fail" or "error"), ``max_score`` and one test per
+    check with its ``score``. Fractional points stay fractional (the reporter adds them up
+    as numbers). A hidden check shows its name and points only."""
+    tests = []
+    for component in result.components:
+        for check in component.checks:
+            status = {"passed": "pass", "skipped": "pass", "error": "error"}.get(
+                check.status, "fail"
+            )
+            shown = "" if status == "pass" else format_check(check, learner_view=True)
+            test = {
+                "name": f"{check.component} — {check.title}",
+                "status": status,
+                "score": check.points,
+                "message": clean(shown, 4000),
+                "test_code": check.nodeid or f"{check.component}.{check.name}",
+                "filename": f"{component.module}.py",
+                "line_no": 0,
+                "execution_time": f"{check.duration_s:.2f}s",
+            }
+            if check.hidden:
+                test["name"] = f"{check.component} — {check.name} (hidden check)"
+                test["message"] = "" if status == "pass" else HIDDEN_LINE
+            tests.append(test)
+    statuses = {t["status"] for t in tests}
+    overall = "pass" if statuses <= {"pass"} else ("error" if statuses == {"error"} else "fail")
+    return {"version": 1, "status": overall, "max_score": result.max_score, "tests": tests}
+
+
+def markdown_summary(result: GradeResult) -> str:
+    """The points per component as a Markdown table (a CI job summary), with the total,
+    how learner code was isolated and the rubric's SHA-256. Component names and numbers only:
+    no learner-controlled text reaches it."""
+    lines = [
+        f"### llm-grade: {points(result.score)} / {points(result.max_score)} points",
+        "",
+        "| Component | Points | Checks passed |",
+        "| --- | ---: | ---: |",
+    ]
+    for c in result.components:
+        passed = sum(k.status in ("passed", "skipped") for k in c.checks)
+        lines.append(
+            f"| `{c.name}` | {points(c.score)} / {points(c.max_score)} | "
+            f"{passed} / {len(c.checks)} |"
+        )
+    iso = result.isolation or {}
+    sandbox = "sandboxed" if iso.get("trusted") else "NOT sandboxed: not tamper-proof"
+    lines += ["", f"Learner code ran in a separate worker process, {sandbox}."]
+    digest = (result.environment or {}).get("rubric_sha256")
+    if digest:
+        lines.append(f"Rubric SHA-256: `{clean(digest, 80)}`.")
+    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------- Gradescope
