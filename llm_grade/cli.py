@@ -478,6 +478,55 @@ def classroom_init(
 
 
 @main.group()
+def gradescope() -> None:
+    """Gradescope: the autograder bundle, and what it runs for each submission."""
+
+
+@gradescope.command("bundle")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("autograder.zip"),
+    show_default=True,
+    help="The zip to upload on Gradescope's Configure Autograder page.",
+)
+@click_options("rubric")
+@click.option(
+    "--package",
+    default=None,
+    help="What pip installs as llm-grade (default: this version from PyPI).",
+)
+@click.option("-k", "select", default=None, help="Grade only these components.")
+def gradescope_bundle(
+    out: Path, rubric: Path | None, package: str | None, select: str | None
+) -> None:
+    """Build the autograder zip: setup.sh, run_autograder, the rubric and pinned
+    requirements. Each submission is graded in the sandbox and gets Gradescope's
+    results.json; hidden checks show their name and points only."""
+    from llm_grade.classroom.gradescope import bundle
+    from llm_grade.engine.rubric import RubricError
+
+    try:
+        path = bundle(out, rubric=rubric, package=package, select=select)
+    except (RubricError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote {path}: upload it on the assignment's Configure Autograder page.")
+
+
+@gradescope.command("run", hidden=True)
+@click.option("--root", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click_options("rubric")
+@click.option("-k", "select", default=None)
+def gradescope_run(root: Path, rubric: Path | None, select: str | None) -> None:
+    """Grade ROOT/submission into ROOT/results/results.json (what run_autograder runs)."""
+    from llm_grade.classroom.gradescope import run
+
+    path = run(root, rubric=rubric, select=select)
+    data = __import__("json").loads(path.read_text(encoding="utf-8"))
+    click.echo(f"{path}: {data.get('score', 0):g} points")
+
+
+@main.group()
 def notebook() -> None:
     """Jupyter notebooks: the assignment notebooks, graded inline.
 
