@@ -345,11 +345,11 @@ def batch(
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["classroom", "gradescope", "junit", "markdown"]),
+    type=click.Choice(["classroom", "gradescope", "prairielearn", "junit", "markdown"]),
     required=True,
     help="classroom: what GitHub Classroom's autograding reporter reads; gradescope: "
-    "Gradescope's results.json; junit: JUnit XML; markdown: the points table (a CI job "
-    "summary).",
+    "Gradescope's results.json; prairielearn: PrairieLearn's external-grader results.json; "
+    "junit: JUnit XML; markdown: the points table (a CI job summary).",
 )
 @click.option(
     "--out",
@@ -376,11 +376,14 @@ def export(results_json: Path, fmt: str, out: Path | None) -> None:
     else:
         import json
 
-        data = (
-            exporters.classroom_results(result)
-            if fmt == "classroom"
-            else exporters.gradescope_results(result)
-        )
+        from llm_grade.classroom.prairielearn import results as prairielearn_results
+
+        make = {
+            "classroom": exporters.classroom_results,
+            "gradescope": exporters.gradescope_results,
+            "prairielearn": prairielearn_results,
+        }[fmt]
+        data = make(result)
         text = json.dumps(data, indent=None if fmt == "classroom" else 2) + "\n"
     if out is None:
         click.echo(text, nl=False)
@@ -524,6 +527,32 @@ def gradescope_run(root: Path, rubric: Path | None, select: str | None) -> None:
     path = run(root, rubric=rubric, select=select)
     data = __import__("json").loads(path.read_text(encoding="utf-8"))
     click.echo(f"{path}: {data.get('score', 0):g} points")
+
+
+@main.group()
+def prairielearn() -> None:
+    """PrairieLearn: llm-grade as an external grader."""
+
+
+@prairielearn.command("run")
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("/grade"),
+    show_default=True,
+    help="PrairieLearn's grading folder: student/ in, results/results.json out.",
+)
+@click_options("rubric")
+@click.option("-k", "select", default=None, help="Grade only these components.")
+def prairielearn_run(root: Path, rubric: Path | None, select: str | None) -> None:
+    """Grade ROOT/student in the sandbox and write ROOT/results/results.json in
+    PrairieLearn's format (the entrypoint of a question's external grader)."""
+    from llm_grade.classroom.prairielearn import run
+
+    path = run(root, rubric=rubric, select=select)
+    data = __import__("json").loads(path.read_text(encoding="utf-8"))
+    shown = f"score {data['score']:g}" if data.get("gradable") else "not gradable"
+    click.echo(f"{path}: {shown}")
 
 
 @main.group()
