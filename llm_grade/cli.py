@@ -225,6 +225,20 @@ def report(results_json: Path, out: Path | None, view: str) -> None:
 )
 @click.option("--force", is_flag=True, help="Grade again even submissions that did not change.")
 @click.option(
+    "--executor",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="local: this machine's cores (--jobs at a time); dask: one task per submission on "
+    "the Dask cluster at --scheduler (needs llm-grade[dask]).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="The Dask scheduler, e.g. tcp://10.0.0.5:8786 (with --executor dask).",
+)
+@click.option(
     "--feedback-notebooks",
     is_flag=True,
     help="For every notebook submission also write OUT/students/<student>/feedback.ipynb "
@@ -240,6 +254,8 @@ def batch(
     device: str,
     sandbox: str,
     force: bool,
+    executor: str,
+    scheduler: str | None,
     feedback_notebooks: bool,
 ) -> None:
     """Grade every submission in SUBMISSIONS: one sub-folder, .zip, .ipynb or .py per
@@ -317,6 +333,8 @@ def batch(
                 force=force,
                 on_done=done,
                 feedback_notebooks=feedback_notebooks,
+                executor=executor,
+                scheduler=scheduler,
             )
     except BatchError as exc:
         raise click.ClickException(str(exc)) from None

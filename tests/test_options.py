@@ -43,7 +43,16 @@ COMMAND_ONLY = {
     },
     "watch": {"folder", "help"},
     # batch's --jobs is how many submissions are graded at once (each with one process)
-    "batch": {"submissions", "out", "jobs", "force", "feedback_notebooks", "help"},
+    "batch": {
+        "submissions",
+        "out",
+        "jobs",
+        "force",
+        "feedback_notebooks",
+        "executor",
+        "scheduler",
+        "help",
+    },
     "report": {"results_json", "out", "help"},  # --out: the HTML file
 }
 

@@ -226,7 +226,7 @@ def _grade_one(
     stamp: str,
     key: bytes,
     hide: list[Path],
-    server: GradingServer,
+    grader: LocalGrader,
     note: str = "",
     feedback_notebooks: bool = False,
 ) -> Outcome:
@@ -240,17 +240,14 @@ def _grade_one(
         return Outcome(name, saved, True, 0.0, note=note)
     results.unlink(missing_ok=True)
     stamp_file.unlink(missing_ok=True)
+    # --hide: the worker sees its own (privately copied) submission, not the class folder
+    # nor anything under OUT
+    mine = options.replace(out=out, hide=tuple(hide), submission=None)
     try:
-        folder, extraction = unpack(submission, staged)
+        code, why = grader.grade(submission, staged, mine, timeout)
     except StagingError as exc:
         seconds = time.perf_counter() - started
         return Outcome(name, None, False, seconds, f"{submission.path.name}: {exc}", note)
-    # --hide: the worker sees its own (privately copied) submission, not the class folder
-    # nor anything under OUT; the job's long-lived grading process (started in a neutral
-    # folder, with -I) grades it, as `llm-grade grade FOLDER --out OUT` would
-    mine = options.replace(out=out, hide=tuple(hide), submission=None)
-    origin = extraction.to_dict() if extraction is not None else None
-    code, why = server.grade(folder, mine, timeout, origin)
     seconds = time.perf_counter() - started
     data = results.read_bytes() if results.is_file() else None
     result = _parse(data) if data is not None else None
@@ -265,6 +262,27 @@ def _grade_one(
     if feedback_notebooks and submission.kind == "ipynb":
         note = "; ".join(n for n in (note, _feedback(submission, result, out)) if n)
     return Outcome(name, result, False, seconds, note=note)
+
+
+class LocalGrader:
+    """Grades on this machine: the submission is staged here and graded by the job's
+    long-lived grading process (started in a neutral folder, with -I), as
+    ``llm-grade grade FOLDER --out OUT`` would."""
+
+    def __init__(self, out: Path):
+        self.server = GradingServer(out)
+
+    def grade(
+        self, submission: StudentSubmission, staged: Path, options: GradingOptions, timeout: float
+    ) -> tuple[int | None, str]:
+        """Write ``options.out/results.json`` (and ``grading.log``): see
+        :meth:`GradingServer.grade`. :class:`StagingError` when it cannot be staged."""
+        folder, extraction = unpack(submission, staged)
+        origin = extraction.to_dict() if extraction is not None else None
+        return self.server.grade(folder, options, timeout, origin)
+
+    def close(self) -> None:
+        self.server.close()
 
 
 def _feedback(submission: StudentSubmission, result: GradeResult, out: Path) -> str:
@@ -292,6 +310,8 @@ def grade_class(
     timeout: float = 1800.0,
     on_done: Callable[[Outcome], None] | None = None,
     feedback_notebooks: bool = False,
+    executor: str = "local",
+    scheduler=None,
 ) -> list[Outcome]:
     """Grade every submission under ``root`` into ``out/students/<name>/``, ``jobs`` at a time.
 
@@ -302,6 +322,11 @@ def grade_class(
     ``llm-grade grade --device``. With ``feedback_notebooks``, every notebook submission also
     gets ``OUT/students/<student>/feedback.ipynb`` and ``feedback.html``: the student's
     notebook with a feedback cell after each graded definition.
+
+    ``executor`` "dask" sends each submission to a Dask distributed cluster (``scheduler``:
+    its address, or a ``distributed.Client``) instead of this machine's grading processes;
+    see :mod:`llm_grade.classroom.cluster`. Resuming, the HMAC seals and the exports are the
+    same either way: they happen here.
     """
     check_sandbox(sandbox, isolation)
     root, out = Path(root).resolve(), Path(out).resolve()
@@ -321,13 +346,24 @@ def grade_class(
         for submission in submissions:
             (student_dir(out, submission.name) / STAMP_FILE).unlink(missing_ok=True)
     outcomes: list[Outcome] = []
-    servers: list[GradingServer] = []  # one long-lived grading process per job
+    graders: list = []  # one per job: a long-lived grading process, or a cluster client
     local = threading.local()
+    remote = None
+    if executor == "dask":
+        from llm_grade.classroom.cluster import IN_FLIGHT, DaskGrader
+
+        remote = DaskGrader(scheduler, rubric=rubric)
+        graders.append(remote)
+        jobs = max(jobs, IN_FLIGHT)
+    elif executor != "local":
+        raise BatchError(f"--executor must be local or dask, not {executor!r}")
 
     def one(submission: StudentSubmission) -> Outcome:
-        if not hasattr(local, "server"):
-            local.server = GradingServer(out)
-            servers.append(local.server)
+        if remote is not None:
+            local.grader = remote
+        elif not hasattr(local, "grader"):
+            local.grader = LocalGrader(out)
+            graders.append(local.grader)
         return _grade_one(
             submission,
             student_dir(out, submission.name),
@@ -337,7 +373,7 @@ def grade_class(
             _stamp(submission, options.cli_args(), rubric),
             key,
             hide,
-            local.server,
+            local.grader,
             note,
             feedback_notebooks,
         )
@@ -351,8 +387,8 @@ def grade_class(
                 if on_done is not None:
                     on_done(outcome)
     finally:
-        for server in servers:
-            server.close()
+        for grader in graders:
+            grader.close()
     return sorted(outcomes, key=lambda o: o.name)
 
 
