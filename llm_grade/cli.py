@@ -411,6 +411,28 @@ def export(results_json: Path, fmt: str, out: Path | None) -> None:
 
 
 @main.command()
+@click.argument("results_json", type=click.Path(path_type=Path, exists=True))
+def regrade(results_json: Path) -> None:
+    """Grade the submission RESULTS_JSON records again, the way it records (rubric,
+    Hypothesis profile and seed, device, -k, isolation), and print what changed.
+
+    The exit status is 1 when a score moved, 0 when the grade is reproduced.
+    """
+    from llm_grade.engine.regrade import RegradeError
+    from llm_grade.engine.regrade import regrade as run_regrade
+    from llm_grade.engine.run import GradingError
+
+    try:
+        report = run_regrade(results_json)
+    except (RegradeError, GradingError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in report.lines():
+        click.echo(line)
+    if report.moved:
+        sys.exit(1)
+
+
+@main.command()
 @click_options("rubric")
 def rubric(rubric: Path | None) -> None:
     """Print the rubric a grading would use: its file, SHA-256, points and checks.

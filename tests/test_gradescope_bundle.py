@@ -122,6 +122,7 @@ def test_run_autograder_grades_a_folder_as_llm_grade_does(tmp_path, autograder, 
     assert "stable_per_row" in hidden["name"]
 
 
+@pytest.mark.slow
 def test_run_autograder_grades_an_uploaded_notebook(tmp_path, autograder):
     root = _autograder_root(tmp_path, autograder)
     as_notebook(EXAMPLE, root / "submission" / "work.ipynb", modules=("attention", "normalization"))

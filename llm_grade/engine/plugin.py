@@ -388,6 +388,9 @@ def activate(config: pytest.Config, graders_dir: Path) -> GradingSession:
 
     plugin.configure(config)
     load_profile(config, plugin.session.rubric.max_examples)
+    from llm_grade.engine.profiles import describe
+
+    plugin.session.hypothesis = describe(config, plugin.session.rubric.max_examples)
     return plugin.session
 
 

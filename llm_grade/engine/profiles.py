@@ -42,3 +42,16 @@ def load_profile(config, max_examples: int) -> None:
         from hypothesis import core
 
         core.global_force_seed = None
+
+
+def describe(config, max_examples: int) -> dict:
+    """The Hypothesis settings a run grades with, for its results (what a regrade needs)."""
+    import hypothesis
+
+    seed = config.getoption("hypothesis_seed", default=None)
+    return {
+        "hypothesis": hypothesis.__version__,
+        "hypothesis_profile": config.getoption("hypothesis_profile", default=None) or GRADING,
+        "hypothesis_seed": "derandomized" if seed is None else str(seed),
+        "max_examples": max_examples,
+    }

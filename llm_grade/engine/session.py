@@ -84,6 +84,7 @@ class GradingSession:
         # the notebook or script the submission's modules were extracted from (an
         # llm_grade.notebook.extract.Extraction), or None for a folder
         self.origin = origin
+        self.hypothesis: dict = {}  # the Hypothesis settings graded with (for the results)
         self._unpacked: str | None = None  # the folder a zip, notebook or script became
         self.source_folder = self.submission_path  # the folder whose modules are staged
         if self.submission_path.is_file():
@@ -457,15 +458,25 @@ class GradingSession:
         )
         return self.result
 
-    def _provenance(self) -> dict[str, str]:
-        """What a score was made with, beside the machine: llm-grade's version and the
-        rubric's SHA-256 (an instructor compares it with the rubric they published)."""
+    def _provenance(self) -> dict:
+        """What a score was made with, beside the machine (``llm-grade regrade`` reads it):
+        llm-grade's version, the rubric's SHA-256 (an instructor compares it with the rubric
+        they published), the Hypothesis settings, the -k selection, the isolation and the
+        SHA-256 of the submission as handed in."""
         import hashlib
 
         from llm_grade import __version__
+        from llm_grade.classroom.staging import content_hash
 
         digest = hashlib.sha256(Path(self.rubric.path).read_bytes()).hexdigest()
-        return {"llm_grade": __version__, "rubric_sha256": digest}
+        return {
+            "llm_grade": __version__,
+            "rubric_sha256": digest,
+            **self.hypothesis,
+            "select": self.options.select or "",
+            "isolation": self.isolation,
+            "submission_sha256": content_hash(self.submission_path),
+        }
 
     def finish(self) -> GradeResult:
         """Assemble the results, draw the report's pictures (a handful of calls through the
