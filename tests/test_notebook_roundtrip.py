@@ -106,19 +106,6 @@ def test_an_unfilled_notebook_is_not_implemented_yet(tmp_path, built):
     assert attention and all(c.status == "not_implemented" for c in attention)
 
 
-def test_a_buggy_notebook_scores_as_the_folder_with_the_same_code(tmp_path, built):
-    folder = _buggy_reference(tmp_path)
-    notebook = fill(_course(tmp_path, built) / notebook_name("attention"), folder)
-    names = exactly(_names("attention"))
-    from_nb = grade(notebook, isolation="process", quiet=True, select=names)
-    from_folder = grade(folder, isolation="process", quiet=True, select=names)
-    assert {c.name: c.score for c in from_nb.components} == {
-        c.name: c.score for c in from_folder.components
-    }
-    softmax = next(c for c in from_nb.components if c.name == "softmax")
-    assert softmax.score < softmax.max_score
-
-
 # ------------------------------------------------------------------------- in a kernel
 
 

@@ -239,7 +239,7 @@ def test_a_40_mb_notebook_is_read_quickly_or_refused_in_one_line(tmp_path: Path)
 
 @pytest.mark.parametrize(
     "bug",
-    [next(b for b in BUGS if b.module == m) for m in ("attention", "normalization", "blocks")],
+    [next(b for b in BUGS if b.module == m) for m in ("attention", "blocks")],
     ids=lambda b: b.id,
 )
 def test_a_buggy_notebook_loses_what_the_folder_loses(tmp_path: Path, bug):

@@ -25,8 +25,9 @@ def _graded(tmp_path: Path) -> tuple[Path, Path]:
     return submission, out / "results.json"
 
 
-def test_results_record_what_made_the_score(tmp_path):
-    _, results = _graded(tmp_path)
+def test_regrade_reproduces_an_unchanged_grade_and_flags_a_moved_one(tmp_path):
+    submission, results = _graded(tmp_path)
+    # results.json records what made the score
     env = json.loads(results.read_text())["environment"]
     assert {
         "llm_grade",
@@ -42,10 +43,6 @@ def test_results_record_what_made_the_score(tmp_path):
     } <= set(env)
     assert env["hypothesis_profile"] == "llm-grade" and env["hypothesis_seed"] == "derandomized"
     assert env["select"] == "softmax or LayerNorm" and env["isolation"] == "process"
-
-
-def test_regrade_reproduces_an_unchanged_grade_and_flags_a_moved_one(tmp_path):
-    submission, results = _graded(tmp_path)
     same = CliRunner().invoke(main, ["regrade", str(results)])
     assert same.exit_code == 0, same.output
     assert "No score moved: the grade is reproduced." in same.output
@@ -73,8 +70,8 @@ def test_an_edited_score_does_not_survive_a_regrade(tmp_path):
 
 
 def test_a_submission_that_is_gone_is_one_line(tmp_path):
-    submission, results = _graded(tmp_path)
-    shutil.rmtree(submission)
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"submission": str(tmp_path / "gone"), "components": []}))
     run = CliRunner().invoke(main, ["regrade", str(results)])
     assert run.exit_code == 1
     assert run.output.strip().endswith("does not exist any more")

@@ -143,26 +143,36 @@ def find_submission(folder: Path) -> Path:
     )
 
 
+def grade_upload(folder: Path, *, hide=(), **options):
+    """Grade what a platform put in ``folder`` (:func:`find_submission`) with process
+    isolation; ``hide``: the platform's folders that learner code must not see.
+    :class:`ValueError` when there is nothing that can be graded."""
+    from llm_grade.engine.run import GradingError, grade
+
+    submission = find_submission(folder)
+    hidden = tuple(p for p in hide if Path(p).exists())
+    try:
+        return grade(submission, isolation="process", quiet=True, hide=hidden, **options)
+    except GradingError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def run(root: Path, *, rubric: Path | None = None, select: str | None = None) -> Path:
     """Grade ``root/submission`` and write ``root/results/results.json`` (always)."""
-    from llm_grade.engine.run import GradingError, grade
     from llm_grade.output.exporters import write_gradescope
 
     root = Path(root)
     results = root / "results" / "results.json"
     results.parent.mkdir(parents=True, exist_ok=True)
     try:
-        submission = find_submission(root / "submission")
-        result = grade(
-            submission,
-            isolation="process",
+        result = grade_upload(
+            root / "submission",
+            hide=(root / "source",),
             rubric=rubric,
             select=select,
-            quiet=True,
             out=root / "results" / "llm-grade",
-            hide=(root / "source",),
         )
-    except (ValueError, GradingError) as exc:
+    except ValueError as exc:
         failed = {
             "score": 0,
             "output": f"llm-grade could not grade this submission: {exc}",

@@ -67,23 +67,19 @@ def results(result: GradeResult) -> dict[str, Any]:
 
 def run(root: Path, *, rubric: Path | None = None, select: str | None = None) -> Path:
     """Grade ``root/student`` into ``root/results/results.json`` (always written)."""
-    from llm_grade.classroom.gradescope import find_submission
-    from llm_grade.engine.run import GradingError, grade
+    from llm_grade.classroom.gradescope import grade_upload
 
     root = Path(root)
     out = root / "results" / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        submission = find_submission(root / "student")
-        result = grade(
-            submission,
-            isolation="process",
+        result = grade_upload(
+            root / "student",
+            hide=(root / "tests", root / "serverFilesCourse"),
             rubric=rubric,
             select=select,
-            quiet=True,
-            hide=tuple(p for p in (root / "tests", root / "serverFilesCourse") if p.exists()),
         )
-    except (ValueError, GradingError) as exc:
+    except ValueError as exc:
         data = {"gradable": False, "format_errors": [f"llm-grade could not grade this: {exc}"]}
     else:
         data = results(result)
