@@ -102,8 +102,8 @@ def test_a_normal_install_grades_reference_stubs_and_example_right(installed, tm
         "stubs": [str(bundle / "stubs")],
         "example": ["--example"],
     }
-    if sandbox == "none":  # the other path of the same install: the reference is enough
-        targets = {"reference": targets["reference"]}
+    if sandbox == "none":  # the other path of the same install: a part of the reference
+        targets = {"reference": [*targets["reference"], "-k", "softmax or LayerNorm or GPT"]}
     scores = {}
     for name, target in targets.items():
         out = tmp_path / name
@@ -120,4 +120,7 @@ def test_a_normal_install_grades_reference_stubs_and_example_right(installed, tm
         scores[name] = data["score"]
         expected_sandbox = "bubblewrap" if sandbox == "bubblewrap" else "none"
         assert data["isolation"]["sandbox"].startswith(expected_sandbox)
-    assert scores == {name: EXPECTED[name] for name in targets}
+    if sandbox == "none":
+        assert scores["reference"] == data["max_score"] < EXPECTED["reference"]
+    else:
+        assert scores == {name: EXPECTED[name] for name in targets}

@@ -32,9 +32,9 @@ def _scores(result):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "submission", [REFERENCE, BUGGY, STUBS], ids=["reference", "buggy", "stubs"]
-)
+# the buggy example has both passing and failing checks in every module (and the reference,
+# module by module, scores full marks sandboxed in tests/test_notebook_roundtrip.py)
+@pytest.mark.parametrize("submission", [BUGGY, STUBS], ids=["buggy", "stubs"])
 def test_process_isolation_scores_like_in_process(submission, tmp_path):
     in_process = grade(submission, quiet=True, isolation="none")
     isolated = grade(submission, quiet=True, isolation="process")
