@@ -440,9 +440,7 @@ def rubric(rubric: Path | None) -> None:
     Compare the SHA-256 with the rubric you published: a CI log that shows it proves which
     rubric made a score.
     """
-    import hashlib
-
-    from llm_grade.engine.rubric import RubricError, load_rubric
+    from llm_grade.engine.rubric import RubricError, load_rubric, rubric_sha256
     from llm_grade.paths import bundled
 
     path = Path(rubric) if rubric else bundled("graders") / "rubric.toml"
@@ -450,7 +448,7 @@ def rubric(rubric: Path | None) -> None:
         loaded = load_rubric(path)
     except RubricError as exc:
         raise click.ClickException(f"{path}: {exc}") from None
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = rubric_sha256(path)
     checks = sum(len(c) for c in loaded.checks.values())
     hidden = sum(spec.hidden for c in loaded.checks.values() for spec in c.values())
     click.echo(f"rubric: {path}{'' if rubric else ' (bundled with llm-grade ' + __version__ + ')'}")
@@ -562,10 +560,12 @@ def gradescope_bundle(
 @click.option("-k", "select", default=None)
 def gradescope_run(root: Path, rubric: Path | None, select: str | None) -> None:
     """Grade ROOT/submission into ROOT/results/results.json (what run_autograder runs)."""
+    import json
+
     from llm_grade.classroom.gradescope import run
 
     path = run(root, rubric=rubric, select=select)
-    data = __import__("json").loads(path.read_text(encoding="utf-8"))
+    data = json.loads(path.read_text(encoding="utf-8"))
     click.echo(f"{path}: {data.get('score', 0):g} points")
 
 
@@ -587,10 +587,12 @@ def prairielearn() -> None:
 def prairielearn_run(root: Path, rubric: Path | None, select: str | None) -> None:
     """Grade ROOT/student in the sandbox and write ROOT/results/results.json in
     PrairieLearn's format (the entrypoint of a question's external grader)."""
+    import json
+
     from llm_grade.classroom.prairielearn import run
 
     path = run(root, rubric=rubric, select=select)
-    data = __import__("json").loads(path.read_text(encoding="utf-8"))
+    data = json.loads(path.read_text(encoding="utf-8"))
     shown = f"score {data['score']:g}" if data.get("gradable") else "not gradable"
     click.echo(f"{path}: {shown}")
 

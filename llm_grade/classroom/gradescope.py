@@ -21,7 +21,6 @@ overrides it (tests). Trusted side.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -73,7 +72,7 @@ def bundle(
     """Write the autograder zip to ``out``."""
     import shlex
 
-    from llm_grade.engine.rubric import load_rubric
+    from llm_grade.engine.rubric import load_rubric, rubric_sha256
     from llm_grade.paths import bundled
 
     rubric_path = Path(rubric) if rubric else bundled("graders") / "rubric.toml"
@@ -92,7 +91,7 @@ def bundle(
             {
                 "llm_grade": __version__,
                 "package": package or f"llm-grade=={__version__}",
-                "rubric_sha256": hashlib.sha256(rubric_bytes).hexdigest(),
+                "rubric_sha256": rubric_sha256(rubric_path),
                 "select": select,
             },
             indent=2,

@@ -10,11 +10,11 @@ moved. The command's exit status is 1 when one did.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from llm_grade.engine.results import GradeResult
+from llm_grade.engine.rubric import rubric_sha256
 
 # what is compared between the recorded run and the regrade (label, environment key)
 RECORDED = (
@@ -104,8 +104,7 @@ def regrade(results_json: Path, *, quiet: bool = True) -> Regrade:
         if key in env and env.get(key) != now.get(key):
             report.differences.append(f"{label}: {env.get(key)} then, {now.get(key)} now")
     if rubric is not None and "rubric_sha256" not in env:  # an older results.json
-        now_hash = hashlib.sha256(rubric.read_bytes()).hexdigest()
-        report.differences.append(f"rubric SHA-256 not recorded then; {now_hash} now")
+        report.differences.append(f"rubric SHA-256 not recorded then; {rubric_sha256(rubric)} now")
     old, new = _checks(before), _checks(after)
     for name in sorted(old.keys() | new.keys()):
         a, b = old.get(name), new.get(name)

@@ -165,6 +165,14 @@ class Rubric:
         return dict(self.tolerance.get(dtype_name, self.tolerance["float32"]))
 
 
+def rubric_sha256(path: Path) -> str:
+    """The SHA-256 of a rubric file's bytes: what results record and the CI log prints, to
+    compare with the rubric an instructor published."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def load_rubric(path: Path) -> Rubric:
     """Read and validate a rubric file."""
     try:

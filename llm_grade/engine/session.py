@@ -463,15 +463,13 @@ class GradingSession:
         llm-grade's version, the rubric's SHA-256 (an instructor compares it with the rubric
         they published), the Hypothesis settings, the -k selection, the isolation and the
         SHA-256 of the submission as handed in."""
-        import hashlib
-
         from llm_grade import __version__
         from llm_grade.classroom.staging import content_hash
+        from llm_grade.engine.rubric import rubric_sha256
 
-        digest = hashlib.sha256(Path(self.rubric.path).read_bytes()).hexdigest()
         return {
             "llm_grade": __version__,
-            "rubric_sha256": digest,
+            "rubric_sha256": rubric_sha256(self.rubric.path),
             **self.hypothesis,
             "select": self.options.select or "",
             "isolation": self.isolation,

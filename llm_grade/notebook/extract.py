@@ -369,6 +369,21 @@ def _neutralised(source: str) -> tuple[str, list[tuple[int, str]]]:
     return "\n".join(out), replaced
 
 
+def parse_cell(source: str) -> tuple[ast.Module, str, list[tuple[int, str]]]:
+    """A cell's AST, the source it was parsed from, and the IPython-only lines replaced
+    (none when the cell parses as it is). Raises the *original* :class:`SyntaxError` when it
+    parses neither way (its line and message are the learner's), :class:`ValueError` for a
+    null byte."""
+    try:
+        return ast.parse(source), source, []
+    except SyntaxError as original:
+        neutral, replaced = _neutralised(source)
+        try:
+            return ast.parse(neutral), neutral, replaced
+        except SyntaxError:
+            raise original from None
+
+
 def _first_line(text: str, limit: int = 60) -> str:
     line = next((x.strip() for x in text.split("\n") if x.strip()), "")
     return line if len(line) <= limit else line[: limit - 1] + "…"
@@ -390,7 +405,6 @@ class Extraction:
     problems: list[str] = field(default_factory=list)  # what could not be read, and why
     # module file -> [module line, number of lines, cell label, cell's first file line, cell line]
     lines: dict[str, list[list]] = field(default_factory=dict)
-    cells_read: int = 0
 
     def locate(self, module_file: str, line: int) -> str | None:
         """Where line ``line`` of the module ``module_file`` came from in the notebook."""
@@ -419,8 +433,10 @@ class Extraction:
         text = _FILE_LINE.sub(place, text)
         # a graded name the notebook does not define: say where the grader looked
         return _DEFINES_NO.sub(
-            lambda m: f"{self.file} defines no `{m.group('name')}` (a def or class at the top "
-            "level of a code cell)",
+            lambda m: (
+                f"{self.file} defines no `{m.group('name')}` (a def or class at the top "
+                "level of a code cell)"
+            ),
             text,
         )
 
@@ -458,7 +474,6 @@ class Extraction:
             "not_run": self.not_run,
             "problems": self.problems,
             "lines": self.lines,
-            "cells_read": self.cells_read,
         }
 
     @classmethod
@@ -507,7 +522,7 @@ def loads(source: str) -> list[str]:
     if "load_definitions" not in source:
         return []
     try:
-        tree = ast.parse(_neutralised(source)[0])
+        tree = parse_cell(source)[0]
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
     found = []
@@ -538,7 +553,7 @@ def loaded_by(path: Path, order: list[Path], stack: list[Path] | None = None) ->
 def extract(cells: list[Cell], file: str, *, require: bool = True) -> Extraction:
     """The modules made from ``cells``; raises :class:`SourceError` when none of the graded
     names is defined (unless not ``require``)."""
-    result = Extraction(file, cells_read=len(cells))
+    result = Extraction(file)
     marked: dict[str, str] = {}  # module file -> text, from marker cells
     marked_lines: dict[str, list[list]] = {}
     statements: list[Statement] = []
@@ -554,14 +569,20 @@ def extract(cells: list[Cell], file: str, *, require: bool = True) -> Extraction
         if _marked(cell, file, marked, marked_lines, result):
             continue
         statements += _read_cell(cell, file, result, bound_by_dropped, len(statements))
-    _assemble(statements, marked, result, bound_by_dropped)
+    # the graded names the marked modules define (each module parsed once)
+    in_marked = {
+        name
+        for module, text in marked.items()
+        for name in _defined_names(text)
+        if f"{COMPONENTS.get(name)}.py" == module
+    }
+    _assemble(statements, marked, in_marked, result, bound_by_dropped)
     for name, text in marked.items():
         result.modules[name] = text
         result.lines[name] = marked_lines[name]
-    for name in COMPONENTS:  # graded names the marked modules define
-        module = f"{COMPONENTS[name]}.py"
-        if module in marked and name not in result.cells and _defines(marked[module], name):
-            result.cells[name] = f"{module} cells"
+    for name in COMPONENTS:
+        if name in in_marked and name not in result.cells:
+            result.cells[name] = f"{COMPONENTS[name]}.py cells"
     if require and not result.cells and not marked:
         raise SourceError(
             f"defines none of the graded names (get_device, softmax, MultiHeadAttention, ... "
@@ -571,12 +592,14 @@ def extract(cells: list[Cell], file: str, *, require: bool = True) -> Extraction
     return result
 
 
-def _defines(source: str, name: str) -> bool:
+def _defined_names(source: str) -> set[str]:
+    """The names a marked module's top level binds (its ``def`` and ``class`` lines when it
+    does not parse: it is graded as written, and its import error says why)."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return re.search(rf"^(?:class|def)\s+{re.escape(name)}\b", source, re.M) is not None
-    return any(name in _classify(node)[1] for node in tree.body)
+        return set(re.findall(r"^(?:class|def)\s+(\w+)", source, re.M))
+    return {name for node in tree.body for name in _classify(node)[1]}
 
 
 def _marked(
@@ -640,20 +663,15 @@ def _read_cell_unguarded(
         at = next(i for i, line in enumerate(lines) if line.strip())
         lines[at] = ""
         source = "\n".join(lines)
-    replaced: list[tuple[int, str]] = []
     try:
-        tree = ast.parse(source)
+        tree, source, replaced = parse_cell(source)
     except SyntaxError as original:
-        source, replaced = _neutralised(source)
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            line = original.lineno or 0
-            result.problems.append(
-                f"{cell.where(line, file) if line else cell.name(file)} does not parse "
-                f"({original.msg}), so no definition in {cell.name(file)} was graded"
-            )
-            return []
+        line = original.lineno or 0
+        result.problems.append(
+            f"{cell.where(line, file) if line else cell.name(file)} does not parse "
+            f"({original.msg}), so no definition in {cell.name(file)} was graded"
+        )
+        return []
     except ValueError as exc:  # a null byte
         result.problems.append(f"{cell.name(file)} cannot be read ({exc})")
         return []
@@ -700,6 +718,7 @@ def _dropped_notes(cell: Cell, file: str, dropped: list[tuple[int, str]]) -> lis
 def _assemble(
     statements: list[Statement],
     marked: dict[str, str],
+    in_marked: set[str],
     result: Extraction,
     bound_by_dropped: dict[str, str],
 ) -> None:
@@ -720,7 +739,7 @@ def _assemble(
                 f"marked `# %% {module}`: those are graded"
             )
     available = {n for n, s in graded.items() if f"{COMPONENTS[n]}.py" not in marked}
-    available |= {n for n in COMPONENTS if _defines_any(marked, n)}
+    available |= in_marked
     missing_warned: set[str] = set()
     for module in MODULES:
         file = f"{module}.py"
@@ -769,11 +788,6 @@ def _assemble(
             future,
             result,
         )
-
-
-def _defines_any(marked: dict[str, str], name: str) -> bool:
-    module = f"{COMPONENTS[name]}.py"
-    return module in marked and _defines(marked[module], name)
 
 
 def _write_module(

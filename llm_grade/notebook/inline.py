@@ -19,7 +19,6 @@ experiments), following the notebooks those load in turn.
 
 from __future__ import annotations
 
-import ast
 import atexit
 import sys
 import tempfile
@@ -160,20 +159,13 @@ def load_definitions(*notebooks: str | Path, namespace: dict | None = None) -> l
 def _definitions_only(cells: list[Cell]) -> str:
     """The top-level imports, definitions and constants of ``cells``, in order (what
     :func:`llm_grade.notebook.extract.extract` keeps), as one piece of code."""
-    from llm_grade.notebook.extract import _classify, _neutralised, _segment
+    from llm_grade.notebook.extract import _classify, _segment, parse_cell
 
     pieces = []
     for cell in cells:
-        source = cell.source
         try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            source, _ = _neutralised(source)
-            try:
-                tree = ast.parse(source)
-            except (SyntaxError, ValueError, RecursionError, MemoryError):
-                continue
-        except (ValueError, RecursionError, MemoryError):
+            tree, source, _ = parse_cell(cell.source)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
         lines = source.split("\n")
         for node in tree.body:
@@ -237,7 +229,7 @@ def _grade(extraction: Extraction, names: list[str], rubric, device: str):
     """Grade ``extraction``'s modules in the kernel's grading process."""
     from llm_grade.classroom.server import GradingServer
     from llm_grade.engine.options import GradingOptions
-    from llm_grade.engine.results import GradeResult
+    from llm_grade.output.exporters import load_results
 
     global _server, _workdir
     with _lock:
@@ -264,7 +256,7 @@ def _grade(extraction: Extraction, names: list[str], rubric, device: str):
         if not results.is_file():
             why = "timed out" if code is None else (why or "could not run")
             raise RuntimeError(f"llm-grade: grading {why}")
-        return GradeResult.from_dict(__import__("json").loads(results.read_text("utf-8")))
+        return load_results(results)
 
 
 def _stop() -> None:
