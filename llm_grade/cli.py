@@ -96,7 +96,18 @@ def grade(
     Prints a line per component as its checks finish, the feedback for every failing check,
     and the points per component (-q: only the points; -v: every check). The exit status is
     0 whenever grading completed, whatever the score (see --fail-under).
+
+    After a grading in a terminal, a grading server keeps torch, pytest and the graders
+    loaded for 15 minutes, so the next grade starts at once (`llm-grade server --help`;
+    LLM_GRADE_SERVER=0 turns it off).
     """
+    from llm_grade.engine import warm
+
+    ctx = click.get_current_context()
+    if isolation != "none" and warm.enabled():
+        code = warm.run_remote("grade", ctx.params)
+        if code is not None:
+            ctx.exit(code)
     from llm_grade.engine.run import GradingError
     from llm_grade.engine.run import grade as run_grade
 
@@ -133,9 +144,71 @@ def grade(
 
         paths = write_feedback_notebook(submission, result, feedback_notebook)
         click.echo(f"Feedback notebook: {' and '.join(str(p) for p in paths)}")
+    if isolation != "none" and warm.may_autostart() and warm.connect(0.1) is None:
+        warm.start_background(folder=submission)
+        click.echo(
+            "A grading server now keeps llm-grade loaded for 15 minutes: the next grade "
+            "starts at once (llm-grade server stop; LLM_GRADE_SERVER=0 turns it off).",
+            err=True,
+        )
     if fail_under is not None and result.score < fail_under:
         click.echo(f"Score {result.score:g} is below --fail-under {fail_under:g}.", err=True)
         sys.exit(1)
+
+
+@main.group()
+def server() -> None:
+    """The warm grading server that makes `llm-grade grade` start at once.
+
+    \b
+    A cold grade imports torch twice and collects the graders: seconds before the first
+    check. The server keeps all of that loaded; `grade` sends it its options and prints
+    what it prints. Scores are the same (learner code still runs in a fresh sandboxed
+    worker per grading). It starts by itself after a grade in a terminal, and stops after
+    15 minutes without a grading (LLM_GRADE_SERVER_IDLE_S), or when llm-grade changes.
+    LLM_GRADE_SERVER=0 turns it off. Linux only.
+    """
+
+
+@server.command("start")
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False), required=False)
+def server_start(folder: Path | None) -> None:
+    """Start the server now (in the background) and wait until it is ready; with FOLDER,
+    ready to grade that folder at once (its sandbox is made when the server starts)."""
+    from llm_grade.engine import warm
+
+    if not warm.supported():
+        raise click.ClickException("the grading server needs Linux (abstract Unix sockets)")
+    running = warm.request_control("status")
+    if running is None:
+        if warm.start_background(wait=True, folder=folder) is None:
+            raise click.ClickException("the grading server did not start")
+        running = warm.request_control("status") or {}
+    click.echo(f"Grading server ready (pid {running.get('pid')}).")
+
+
+@server.command("stop")
+def server_stop() -> None:
+    """Stop the server (the next grade starts cold)."""
+    from llm_grade.engine import warm
+
+    state = warm.request_control("stop") if warm.supported() else None
+    click.echo("No grading server is running." if state is None else "Grading server stopped.")
+
+
+@server.command("status")
+def server_status() -> None:
+    """Whether a server is running, and how many gradings it served. Exit status 1: none."""
+    from llm_grade.engine import warm
+
+    state = warm.request_control("status") if warm.supported() else None
+    if state is None:
+        click.echo("No grading server is running.")
+        sys.exit(1)
+    click.echo(
+        f"Grading server pid {state['pid']}: up {state['up_s']:.0f} s, "
+        f"{state['served']} grading{'s' * (state['served'] != 1)} served."
+    )
 
 
 @main.command()

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 from lg_paths import GRADERS, ORACLES, REFERENCE
+
+# gradings in these tests never go through a warm grading server a developer left running
+# (tests/test_warm_server.py starts servers of its own)
+os.environ["LLM_GRADE_SERVER"] = "0"
 
 
 def pytest_configure(config: pytest.Config) -> None:

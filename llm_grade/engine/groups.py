@@ -68,7 +68,10 @@ def absolute_args(args: tuple[str, ...] | list[str], cwd: Path) -> list[str]:
 
 
 class HelperProcess:
-    """A second pytest process that grades the second group of checks."""
+    """A second pytest process that grades the second group of checks: a fresh one, or in
+    the warm grading server (:mod:`llm_grade.engine.warm`) its long-lived helper
+    (:class:`WarmHelper`), which runs the same pytest command line in a process that has
+    imported everything already."""
 
     def __init__(self, options: GradingOptions, invocation: list[str], cwd: Path):
         """Start it now (it imports torch and starts its own worker on the other core while
@@ -76,11 +79,17 @@ class HelperProcess:
         absolute), this run's options, one job, and a folder to report into."""
         self.folder = Path(tempfile.mkdtemp(prefix="llm-grade-part-"))
         mine = options.replace(jobs=1, part=self.folder, select=None)  # -k is in invocation
+        args = [*absolute_args(invocation, cwd), *mine.pytest_args(), "-qq"]
+        args += ["-p", "no:terminalreporter", "-p", "no:cacheprovider"]
+        self._offset = 0
+        self.proc = None
+        self.warm = WarmHelper.current()
+        if self.warm is not None and self.warm.submit(args, self.folder):
+            return
+        self.warm = None
         # -I and a neutral working directory: nothing in the caller's folder (a pytest.py, an
         # llm_grade/ folder, a conftest.py) can stand in for the grader
-        cmd = [sys.executable, "-I", "-m", "pytest", *absolute_args(invocation, cwd)]
-        cmd += [*mine.pytest_args(), "-qq", "-p", "no:terminalreporter", "-p", "no:cacheprovider"]
-        self._offset = 0
+        cmd = [sys.executable, "-I", "-m", "pytest", *args]
         with open(self.folder / "grading.log", "wb") as log:
             self.proc = subprocess.Popen(
                 cmd, cwd=self.folder, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
@@ -107,23 +116,163 @@ class HelperProcess:
         return found
 
     def running(self) -> bool:
+        if self.warm is not None:
+            return not self.warm.done(0)
         return self.proc.poll() is None
 
     def wait(self, timeout: float = 3600) -> str:
         """Wait for it to end (polling is up to the caller); the end of its log, for the
         checks it did not report."""
+        if self.warm is not None:
+            if not self.warm.done(timeout):
+                self.warm.kill()
+        else:
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        return (self.folder / "grading.log").read_text(errors="replace")[-2000:]
+            return (self.folder / "grading.log").read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
 
     def close(self) -> None:
-        if self.proc.poll() is None:
+        if self.warm is not None:
+            if not self.warm.done(0):  # a run that stopped early: its helper goes too
+                self.warm.kill()
+        elif self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class WarmHelper:
+    """The warm grading server's second grading process: started with the server, it has
+    imported torch, pytest, Hypothesis and the graders, and runs one helper command line
+    (:class:`HelperProcess`'s) at a time, each in a fresh grading session of its own with
+    its own sandboxed workers, as the server does (learner code never runs in it).
+
+    Protocol: one JSON line per request on its stdin (``{"args": [...], "folder": ...,
+    "env": {...}}``), one JSON line per reply on its stdout when the run has ended; what
+    the run prints goes to the folder's ``grading.log``. It is replaced when it dies or a
+    run is abandoned (killed mid-run)."""
+
+    _current: WarmHelper | None = None  # set in the warm server only
+
+    def __init__(self, folder: str | None = None):
+        self.proc: subprocess.Popen | None = None
+        self._pending = False
+        self._buffer = b""
+        self.folder = folder  # the learner folder its sandbox is made for (see warm_up)
+
+    @classmethod
+    def enable(cls, folder: str | None = None) -> WarmHelper:
+        cls._current = cls(folder)
+        cls._current.start()
+        return cls._current
+
+    @classmethod
+    def current(cls) -> WarmHelper | None:
+        return cls._current
+
+    def start(self) -> None:
+        import os
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-m", "llm_grade.engine.warm", "--helper"]
+            + (["--for", self.folder] if self.folder else []),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+            env=dict(os.environ),
+        )
+        self._pending, self._buffer = False, b""
+
+    def submit(self, args: list[str], folder: Path) -> bool:
+        """Send a run; False when no helper could take it (grade with a fresh one)."""
+        import os
+
+        if self.proc is None or self.proc.poll() is not None or self._pending:
+            self.kill()
+            self.start()
+        request = {"args": args, "folder": str(folder), "env": dict(os.environ)}
+        try:
+            self.proc.stdin.write((json.dumps(request) + "\n").encode())
+            self.proc.stdin.flush()
+        except OSError:
+            self.kill()
+            return False
+        self._pending = True
+        return True
+
+    def done(self, timeout: float) -> bool:
+        """Whether the run sent has ended (waiting up to ``timeout`` seconds)."""
+        import os
+        import select
+        import time
+
+        if not self._pending:
+            return True
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self.proc.stdout], [], [], left)
+            if not ready:
+                return False
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:  # it died: whatever it did not report is missing
+                self.kill()
+                return True
+            self._buffer += chunk
+        self._buffer = self._buffer.split(b"\n", 1)[1]
+        self._pending = False
+        return True
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc, self._pending, self._buffer = None, False, b""
+
+
+def serve_helper() -> None:
+    """The warm helper's loop (``python -I -m llm_grade.engine.warm --helper``)."""
+    import contextlib
+    import os
+
+    import pytest
+
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # whatever else writes to stdout cannot garble the replies
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        folder = Path(request["folder"])
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(request.get("env", {}))
+        try:
+            os.chdir(folder)
+            with open(folder / "grading.log", "w", encoding="utf-8") as log:
+                with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                    try:
+                        code = int(pytest.main(request["args"]))
+                    except Exception:  # noqa: BLE001 - the log says; the run reports missing
+                        import traceback
+
+                        traceback.print_exc()
+                        code = 3
+        except OSError:
+            code = 3
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            os.chdir("/")
+        replies.write(json.dumps({"code": code}) + "\n")
 
 
 PART_FILE = "part.jsonl"
