@@ -329,9 +329,29 @@ def otter(runs: int) -> dict | None:
     return json.loads(proc.stdout)
 
 
+def warm_grades(runs: int) -> dict:
+    """``llm-grade grade`` through a warm grading server (``llm-grade server start``, of
+    this bench's own): the learner's loop after the first grade of a session."""
+    name = f"bench-{os.getpid()}"
+    os.environ.update(LLM_GRADE_SERVER="1", LLM_GRADE_SERVER_NAME=name)
+    try:
+        start, _ = run(llm_grade() + ["server", "start", str(REFERENCE)])
+        softmax = median_wall(
+            llm_grade() + ["grade", str(REFERENCE), "-q", "-k", "softmax"], runs
+        )
+        full = median_wall(llm_grade() + ["grade", str(REFERENCE), "-q"], runs)
+        served = run(llm_grade() + ["server", "status"], check=False)[1].stdout.strip()
+        run(llm_grade() + ["server", "stop"])
+    finally:
+        os.environ["LLM_GRADE_SERVER"] = "0"
+        os.environ.pop("LLM_GRADE_SERVER_NAME", None)
+    return {"start_s": start, "softmax": softmax, "full": full, "status": served}
+
+
 def measure(
     runs: int, with_batch: bool, batch_size: int, class_size: int, with_otter: bool = False
 ) -> dict:
+    os.environ["LLM_GRADE_SERVER"] = "0"  # cold runs are cold (a warm server is measured apart)
     def step(name: str) -> None:
         print(f"  measuring {name} ...", file=sys.stderr, flush=True)
 
@@ -367,6 +387,8 @@ def measure(
         llm_grade() + ["grade", str(REFERENCE), "--isolation", "process", "-q", "-k", "softmax"],
         runs,
     )
+    step("llm-grade grade through a warm grading server (-k softmax, full)")
+    m["warm"] = warm_grades(runs)
     step("llm-grade grade of a submission whose softmax hangs")
     m["hanging"] = hanging_grade(1)
     step("llm-grade grade --jobs 1 (the checks' two groups one after the other)")
@@ -414,11 +436,11 @@ def report(m: dict) -> list[tuple]:
     row("floor: python -c 'import torch'", torch_s)
     row("floor: reference's compute on the same inputs", med("raw_compute"))
     row("floor = torch import + that compute", floor)
-    row("grade --isolation process (full grade)", grade, "s", "< 10 s", grade < 10)
+    row("cold: grade --isolation process (full grade)", grade, "s", "< 10 s", grade < 10)
     row("  ... the same with --jobs 1", med("grade_jobs1"))
     row("  ... as a multiple of the floor", grade / floor, "x", "<= 2x", grade / floor <= 2)
     softmax = med("softmax_only")
-    row("grade -k softmax (one component)", softmax)
+    row("cold: grade -k softmax (one component)", softmax)
     row(
         "  ... as a multiple of import torch",
         softmax / torch_s,
@@ -426,6 +448,29 @@ def report(m: dict) -> list[tuple]:
         "<= 1.3x",
         softmax / torch_s <= 1.3,
     )
+    if m.get("warm"):
+        w = m["warm"]
+        row("warm server: llm-grade server start", w["start_s"])
+        warm_softmax, warm_full = w["softmax"]["median_s"], w["full"]["median_s"]
+        row("warm: grade -k softmax", warm_softmax)
+        row(
+            "  ... as a multiple of import torch",
+            warm_softmax / torch_s,
+            "x",
+            "<= 1.3x",
+            warm_softmax / torch_s <= 1.3,
+        )
+        row("warm: full grade", warm_full, "s", "< 10 s", warm_full < 10)
+        row(
+            "  ... as a multiple of the floor",
+            warm_full / floor,
+            "x",
+            "<= 2x",
+            warm_full / floor <= 2,
+        )
+        if m.get("otter"):
+            ratio = warm_full / m["otter"]["otter_run_s"]
+            row("  ... as a multiple of otter run", ratio, "x", "<= 1.5x", ratio <= 1.5)
     extra = med("hanging") - grade
     row("grade with a hanging softmax", med("hanging"))
     row("  ... more than a correct submission", extra, "s", "< 60 s", extra < 60)

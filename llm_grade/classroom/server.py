@@ -171,9 +171,9 @@ def _serve_one(request: dict) -> dict:
 
 
 def main() -> None:
-    replies = os.fdopen(os.dup(1), "w", buffering=1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)  # whatever else writes to stdout cannot garble the replies
+    from llm_grade.engine.groups import reply_stream
+
+    replies = reply_stream()
     # import what every grading needs now, before the first request arrives
     import pytest  # noqa: F401
     import torch  # noqa: F401

@@ -12,6 +12,7 @@ Trusted side.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -237,41 +238,58 @@ class WarmHelper:
         self.proc, self._pending, self._buffer = None, False, b""
 
 
-def serve_helper() -> None:
-    """The warm helper's loop (``python -I -m llm_grade.engine.warm --helper``)."""
-    import contextlib
+def reply_stream():
+    """A long-lived process's replies: its stdout, kept for them alone (whatever else writes
+    to stdout goes to /dev/null and cannot garble them)."""
     import os
-
-    import pytest
 
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)  # whatever else writes to stdout cannot garble the replies
+    os.dup2(devnull, 1)
+    return replies
+
+
+@contextlib.contextmanager
+def as_caller(env: dict[str, str], cwd: str | Path):
+    """Run one request of a long-lived process with its caller's environment and working
+    folder, and leave the process as it was after."""
+    import os
+
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        os.chdir(cwd)
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        os.chdir("/")
+
+
+def serve_helper() -> None:
+    """The warm helper's loop (``python -I -m llm_grade.engine.warm --helper``)."""
+    import pytest
+
+    replies = reply_stream()
     for line in sys.stdin:
         if not line.strip():
             continue
         request = json.loads(line)
         folder = Path(request["folder"])
-        saved = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(request.get("env", {}))
         try:
-            os.chdir(folder)
-            with open(folder / "grading.log", "w", encoding="utf-8") as log:
-                with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-                    try:
-                        code = int(pytest.main(request["args"]))
-                    except Exception:  # noqa: BLE001 - the log says; the run reports missing
-                        import traceback
+            with as_caller(request.get("env", {}), folder):
+                with open(folder / "grading.log", "w", encoding="utf-8") as log:
+                    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                        try:
+                            code = int(pytest.main(request["args"]))
+                        except Exception:  # noqa: BLE001 - the log says; the run reports missing
+                            import traceback
 
-                        traceback.print_exc()
-                        code = 3
+                            traceback.print_exc()
+                            code = 3
         except OSError:
             code = 3
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            os.chdir("/")
         replies.write(json.dumps({"code": code}) + "\n")
 
 

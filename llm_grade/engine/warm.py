@@ -444,17 +444,11 @@ class Server:
         tty_out, tty_err = request.get("tty", [False, False])
         out = _Stream(conn, b"O", bool(tty_out), lock)
         err = _Stream(conn, b"E", bool(tty_err), lock)
-        saved_env = dict(os.environ)
-        try:
-            os.environ.clear()
-            os.environ.update(request.get("env", {}))
-            os.chdir(request["cwd"])
+        from llm_grade.engine.groups import as_caller
+
+        with as_caller(request.get("env", {}), request["cwd"]):
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 return _run(request["command"], request.get("params", {}))
-        finally:
-            os.environ.clear()
-            os.environ.update(saved_env)
-            os.chdir("/")
 
     def status(self) -> dict:
         return {
