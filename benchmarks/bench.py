@@ -451,6 +451,10 @@ def report(m: dict) -> list[tuple]:
     if m.get("warm"):
         w = m["warm"]
         row("warm server: llm-grade server start", w["start_s"])
+        served = re.search(r"(\d+) gradings? served", w["status"])
+        wanted = 2 * m["runs"]
+        count = int(served.group(1)) if served else 0
+        row("  ... gradings it served (else: cold)", count, "", str(wanted), count == wanted)
         warm_softmax, warm_full = w["softmax"]["median_s"], w["full"]["median_s"]
         row("warm: grade -k softmax", warm_softmax)
         row(

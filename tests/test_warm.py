@@ -257,3 +257,26 @@ def test_a_small_selection_is_graded_without_a_second_process(monkeypatch):
     result = grade(REFERENCE, select="softmax", jobs=2, isolation="process", quiet=True)
     assert result.score == result.max_score > 0
     assert [c.name for c in result.components] == ["softmax"]
+
+
+def test_reference_modules_shared_between_runs_score_as_fresh_ones():
+    """Long-lived grading processes keep one pool of reference modules for all their runs
+    (``share_references_between_runs``): the scores and messages stay a fresh pool's."""
+    from llm_grade.grading import context
+
+    buggy = Path(__file__).resolve().parents[1] / "examples" / "buggy"
+    select = "MultiHeadAttention or LayerNorm or EncoderLayer"
+    fresh = grade(buggy, select=select, jobs=1, quiet=True, isolation="process")
+    context.share_references_between_runs()
+    try:
+        runs = [grade(buggy, select=select, jobs=1, quiet=True, isolation="process")]
+        assert len(context._SHARED[0]) > 0
+        runs.append(grade(buggy, select=select, jobs=1, quiet=True, isolation="process"))
+    finally:
+        context._SHARED.clear()
+    for run in runs:
+        assert _checks(run) == _checks(fresh)
+        assert [c.message for comp in run.components for c in comp.checks] == [
+            c.message for comp in fresh.components for c in comp.checks
+        ]
+    assert fresh.score < fresh.max_score  # the example's bugs are there to be found

@@ -180,6 +180,9 @@ def main() -> None:
 
     import llm_grade.engine.plugin  # noqa: F401
     import llm_grade.engine.session  # noqa: F401
+    from llm_grade.grading.context import share_references_between_runs
+
+    share_references_between_runs()
 
     for line in sys.stdin:
         if not line.strip():

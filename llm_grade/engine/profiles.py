@@ -22,7 +22,39 @@ _COMMON = dict(
 )
 
 
+def _cache_function_digests() -> None:
+    """Hypothesis hashes a test's source (``inspect.getsource`` and re-tokenizing it) twice
+    per test and run, for the derandomized seed and the database key: about 0.3 s of a full
+    grade, paid again by every grading of a long-lived process. The digest of one function
+    object never changes, so it is computed once per function (the same bytes: the same
+    seed, so the same examples)."""
+    import weakref
+
+    from hypothesis import core
+
+    original = getattr(core, "function_digest", None)
+    if original is None or getattr(original, "_llm_grade_cached", False):
+        return
+    cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def function_digest(function):
+        try:
+            return cache[function]
+        except (KeyError, TypeError):
+            pass
+        digest = original(function)
+        try:
+            cache[function] = digest
+        except TypeError:  # not weakly referenceable: not cached
+            pass
+        return digest
+
+    function_digest._llm_grade_cached = True
+    core.function_digest = function_digest
+
+
 def register(max_examples: int = 20) -> None:
+    _cache_function_digests()
     settings.register_profile(
         GRADING, derandomize=True, database=None, max_examples=max_examples, **_COMMON
     )

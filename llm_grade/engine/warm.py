@@ -489,7 +489,10 @@ def main() -> None:
     global IN_SERVER
     IN_SERVER = True
     from llm_grade.engine.groups import WarmHelper, serve_helper
+    from llm_grade.grading.context import share_references_between_runs
     from llm_grade.sandbox.template import close_all
+
+    share_references_between_runs()
 
     args = sys.argv[1:]
     folder = args[args.index("--for") + 1] if "--for" in args[:-1] else None

@@ -4,8 +4,9 @@ A :class:`GradingContext` is made by the scoring session from its rubric and dev
 active for that run only (:func:`active`): the tolerances expected-vs-got comparisons use, and
 the pool of reference modules reused between Hypothesis examples. Nothing outlives the run,
 so two gradings in one process (a test suite, a batch worker, a notebook kernel) never share
-state. Outside a run (a grader helper called from a test), :func:`current` gives the
-defaults.
+state, except, in a long-lived grading process that asks for it
+(:func:`share_references_between_runs`), the trusted reference modules of that pool.
+Outside a run (a grader helper called from a test), :func:`current` gives the defaults.
 """
 
 from __future__ import annotations
@@ -59,6 +60,31 @@ class ReferencePool:
     def __len__(self) -> int:
         return sum(map(len, self._free.values()))
 
+    def forget_lent(self) -> None:
+        """Modules an example borrowed and never gave back (a run that stopped in the middle)
+        are not reused."""
+        self._lent.clear()
+
+
+_SHARED: list[ReferencePool] = []
+
+
+def share_references_between_runs(size: int = 2048) -> None:
+    """In a long-lived grading process (batch's, the warm server's): later runs reuse the
+    reference modules of earlier ones. They are the trusted reference's own objects, learner
+    code never holds them (it gets state_dicts), and every borrow re-randomizes every
+    parameter and sets the mode, exactly as between two examples of one run; so the scores
+    are those of a cold run (tested), while a class's later submissions skip most builds."""
+    _SHARED[:] = [ReferencePool(size)]
+
+
+def run_pool() -> ReferencePool:
+    """A run's reference pool: its own, or the process's shared one."""
+    if not _SHARED:
+        return ReferencePool()
+    _SHARED[0].forget_lent()
+    return _SHARED[0]
+
 
 def default_tolerances() -> dict[str, dict[str, float]]:
     from llm_grade.engine.rubric import defaults
@@ -72,7 +98,7 @@ class GradingContext:
     the run's reference pool."""
 
     tolerances: dict[str, dict[str, float]] = field(default_factory=default_tolerances)
-    pool: ReferencePool = field(default_factory=ReferencePool)
+    pool: ReferencePool = field(default_factory=lambda: run_pool())
 
     def tolerance(self, dtype: torch.dtype | str) -> dict[str, float]:
         name = dtype if isinstance(dtype, str) else str(dtype).replace("torch.", "")
