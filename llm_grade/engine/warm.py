@@ -136,14 +136,26 @@ def _recv(conn: socket.socket) -> tuple[bytes, bytes] | None:
 
 def enabled() -> bool:
     """Whether ``grade`` may use (and start) the server: not turned off, not inside it, and
-    an interpreter whose imports a server started with ``-I`` sees the same way."""
+    an interpreter whose imports a server started with ``-I`` sees the same way (no
+    ``PYTHONPATH``, llm-grade not in the user's site-packages, which ``-I`` leaves out)."""
     return (
         supported()
         and not IN_SERVER
         and os.environ.get("LLM_GRADE_SERVER", "1") != "0"
         and not os.environ.get("PYTHONPATH")
         and not os.environ.get("PYTHONHOME")
+        and not _in_user_site()
     )
+
+
+def _in_user_site() -> bool:
+    import site
+
+    try:
+        user = Path(site.getusersitepackages()).resolve()
+    except (AttributeError, OSError):
+        return False
+    return Path(__file__).resolve().is_relative_to(user)
 
 
 def may_autostart() -> bool:
