@@ -280,3 +280,31 @@ def test_reference_modules_shared_between_runs_score_as_fresh_ones():
             c.message for comp in fresh.components for c in comp.checks
         ]
     assert fresh.score < fresh.max_score  # the example's bugs are there to be found
+
+
+def test_pytest_graders_with_two_processes_reads_a_relative_submission(tmp_path):
+    """``pytest graders/ --grade-submission my-llm`` (a path relative to where pytest runs)
+    grades with two processes by default: the second finds the same folder, so the score is
+    the one process's."""
+    import subprocess
+
+    shutil.copytree(
+        Path(__file__).resolve().parents[1] / "examples" / "buggy",
+        tmp_path / "my-llm",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    select = "MultiHeadAttention or LayerNorm or GPT or Transformer"  # enough for a helper
+    totals = []
+    for jobs in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", str(GRADERS), "--grade-submission", "my-llm"]
+            + ["-k", select, "--grade-jobs", jobs, "-q", "-p", "no:cacheprovider"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]  # bugs found
+        assert "does not exist" not in done.stdout
+        totals.append([line for line in done.stdout.splitlines() if "/" in line][-12:])
+    assert totals[0] == totals[1]

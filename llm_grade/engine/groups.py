@@ -79,8 +79,18 @@ class HelperProcess:
         this process does): the same pytest arguments as this run (``invocation``, made
         absolute), this run's options, one job, and a folder to report into."""
         self.folder = Path(tempfile.mkdtemp(prefix="llm-grade-part-"))
-        mine = options.replace(jobs=1, part=self.folder, select=None)  # -k is in invocation
-        args = [*absolute_args(invocation, cwd), *mine.pytest_args(), "-qq"]
+        # -k is in the invocation; paths as this run reads them (it may have been given
+        # relative ones: pytest graders/ --grade-submission my-llm), the helper runs elsewhere
+        paths = {
+            name: (cwd / getattr(options, name)).resolve()
+            for name in ("submission", "rubric", "out")
+            if getattr(options, name) is not None
+        }
+        paths["hide"] = tuple(
+            p if str(p) in ("", ".") else (cwd / p).resolve() for p in options.hide
+        )
+        mine = options.replace(jobs=1, part=self.folder, select=None, **paths)
+        args = [*absolute_args(invocation, cwd), *mine.pytest_args(), "--grade-jobs=1", "-qq"]
         args += ["-p", "no:terminalreporter", "-p", "no:cacheprovider"]
         self._offset = 0
         self.proc = None

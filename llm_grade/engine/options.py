@@ -134,7 +134,8 @@ class GradingOptions:
         1,
         "grading processes (1 or 2): 2 grades the second of the two fixed groups of checks "
         "in a second process with its own worker; the score does not depend on it. "
-        "Command line default: 2 on a machine with two or more cores",
+        "Default of the command line and of pytest graders/ (but under --pdb): 2 on a "
+        "machine with two or more cores",
         kind=int,
         low=1,
         high=2,
@@ -359,6 +360,9 @@ def from_pytest(config) -> GradingOptions:
         if value is not None:
             values[f.name] = value
     values["select"] = config.getoption("keyword", default="") or None  # pytest's own -k
+    debugging = config.getoption("usepdb", default=False) or config.getoption("trace", False)
+    if "jobs" not in values and not debugging:  # as on the command line; --pdb: one process
+        values["jobs"] = _default_jobs()
     return GradingOptions(**values)
 
 
