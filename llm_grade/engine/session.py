@@ -53,6 +53,16 @@ class SubmissionError(ValueError):
     script, or one that cannot be read): one line says why."""
 
 
+def _attention_failed(result: GradeResult) -> bool:
+    """Whether scaled_dot_product_attention was graded and lost points (not: not written)."""
+    return any(
+        c.name == "scaled_dot_product_attention"
+        and c.score < c.max_score
+        and any(k.status in ("failed", "error") for k in c.checks)
+        for c in result.components
+    )
+
+
 class GradingSession:
     """State of one grading run: options, rubric, staged submission, handle, results."""
 
@@ -481,12 +491,14 @@ class GradingSession:
         same handle), write results.json, and release everything the run held."""
         result = self.assemble()
         out = self.options.out
-        if self._handle is not None and out:
+        # without results.json, only the worked example, for the terminal when attention fails
+        only = None if out else (["worked_example"] if _attention_failed(result) else [])
+        if self._handle is not None and only != []:
             from llm_grade.grading.visuals import collect
 
             try:
                 self._handle.begin_check("")
-                result.artifacts = collect(self._handle, self.reference())
+                result.artifacts = collect(self._handle, self.reference(), only=only)
             except WorkerFailure:  # out of time: the report goes without pictures
                 result.artifacts = {}
         if out:

@@ -58,6 +58,49 @@ def _attention(sub, ref) -> dict:
     }
 
 
+# the tiny worked example of curriculum 1.2: three tokens, d_k = 4, small integers, so that
+# q @ k^T / sqrt(d_k) is a table of halves a learner can compute by hand
+WORKED_Q = [[2, 0, 1, 0], [0, 1, 0, 2], [1, 1, 1, 0]]
+WORKED_K = [[1, 0, 0, 0], [0, 1, 1, 0], [2, 0, 0, 1]]
+WORKED_V = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1]]
+
+
+def _worked_example(sub, ref) -> dict:
+    """scaled_dot_product_attention on the fixed worked example: the inputs, the scores, and
+    the weights and output of the reference and of the learner's code, rounded for tables."""
+    q, k, v = (torch.tensor(m, dtype=torch.float64) for m in (WORKED_Q, WORKED_K, WORKED_V))
+    scores = q @ k.T / 2.0  # sqrt(d_k) = 2
+    out, weights = reference_of(ref, "scaled_dot_product_attention")(q, k, v)
+    got, error = _learner(lambda: sub.call("scaled_dot_product_attention", q, k, v))
+    learner = None
+    if error is None:
+        pair = got if isinstance(got, (tuple, list)) and len(got) == 2 else (None, None)
+        l_out, l_weights = pair
+        if (
+            type(l_out) is torch.Tensor
+            and type(l_weights) is torch.Tensor
+            and tuple(l_out.shape) == (3, 4)
+            and tuple(l_weights.shape) == (3, 3)
+        ):
+            learner = {
+                "weights": _plain(torch.nan_to_num(l_weights)),
+                "out": _plain(torch.nan_to_num(l_out)),
+            }
+        else:
+            error = "did not return (out [3, 4], weights [3, 3]) for q, k, v of shape [3, 4]"
+    return {
+        "description": "scaled_dot_product_attention(q, k, v) on 3 tokens with d_k = 4, no "
+        "mask: scores = q @ k^T / sqrt(4), weights = softmax of each row, out = weights @ v",
+        "q": WORKED_Q,
+        "k": WORKED_K,
+        "v": WORKED_V,
+        "scores": _plain(scores),
+        "reference": {"weights": _plain(weights), "out": _plain(out)},
+        "learner": learner,
+        "error": error,
+    }
+
+
 def _positional_encoding(sub, ref) -> dict:
     seq_len, d_model = PE_SHAPE
     expected = reference_of(ref, "sinusoidal_positional_encoding")(
@@ -114,8 +157,9 @@ def _layernorm(sub, ref) -> dict:
     }
 
 
-def collect(sub, ref) -> dict:
-    """The artifacts of one submission (a part that fails is recorded, never raised)."""
+def collect(sub, ref, only: list[str] | None = None) -> dict:
+    """The artifacts of one submission (a part that fails is recorded, never raised); with
+    ``only``, just those."""
     from llm_grade.grading.outcomes import WorkerFailure
 
     sub.use_oracles([])  # the learner's own code all the way down
@@ -123,9 +167,12 @@ def collect(sub, ref) -> dict:
     hung = [c for c, (kind, _) in getattr(sub, "too_slow", {}).items() if kind == "timeout"]
     for name, fn in (
         ("attention", _attention),
+        ("worked_example", _worked_example),
         ("positional_encoding", _positional_encoding),
         ("layernorm", _layernorm),
     ):
+        if only is not None and name not in only:
+            continue
         if hung:  # the learner's code runs all the way down: it would hang again
             artifacts[name] = {"error": f"not drawn: {hung[0]} timed out while graded"}
             continue

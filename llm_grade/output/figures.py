@@ -201,6 +201,52 @@ def diff_figure(diff: Any) -> Figure | None:
     )
 
 
+def worked_example_view(data: Any) -> dict | None:
+    """The tiny worked example (curriculum 1.2) as small tables for the report: the inputs and
+    the scores to check by hand, then weights and output, expected next to the learner's, with
+    the rows that differ marked. None when it is missing or malformed."""
+    if not isinstance(data, dict) or not isinstance(data.get("reference"), dict):
+        return None
+    cells = {name: matrix(data.get(name), 8, 8) for name in ("q", "k", "v", "scores")}
+    expected = {name: matrix(data["reference"].get(name), 8, 8) for name in ("weights", "out")}
+    if any(m is None for m in (*cells.values(), *expected.values())):
+        return None
+    mine = data.get("learner") if isinstance(data.get("learner"), dict) else {}
+
+    def shown(m: list[list[float]], exact: bool = False) -> list[list[str]]:
+        """Inputs and scores as written by hand (0.5, 2); weights and outputs to 3 places."""
+        if exact:
+            return [[f"{v:.3f}".rstrip("0").rstrip(".") for v in r] for r in m]
+        return [[f"{v:.3f}" for v in r] for r in m]
+
+    tables = []
+    for name, title in (
+        ("weights", "weights = softmax(scores), row by row"),
+        ("out", "out = weights @ v"),
+    ):
+        got = matrix(mine.get(name), 8, 8)
+        same = got is not None and [len(r) for r in got] == [len(r) for r in expected[name]]
+        differs = [
+            same and any(abs(a - b) > 1e-3 for a, b in zip(e, g, strict=False))
+            for e, g in zip(expected[name], got if same else expected[name], strict=False)
+        ]
+        tables.append(
+            {
+                "title": title,
+                "expected": shown(expected[name]),
+                "got": shown(got) if same else None,
+                "differs": differs,
+            }
+        )
+    return {
+        "description": clean(data.get("description", ""), 400),
+        "inputs": [(name, shown(cells[name], exact=True)) for name in ("q", "k", "v")],
+        "scores": shown(cells["scores"], exact=True),
+        "tables": tables,
+        "missing": None if mine else _missing(data.get("error"), "weights and output"),
+    }
+
+
 def artifact_figures(artifacts: Any) -> list[Figure]:
     """The pictures in ``results.json["artifacts"]``; missing or partial ones are skipped."""
     if not isinstance(artifacts, dict):

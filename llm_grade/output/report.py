@@ -32,7 +32,7 @@ from markupsafe import Markup
 from llm_grade.engine.feedback import points
 from llm_grade.engine.results import GradeResult
 from llm_grade.output.classes import common_failures, slug
-from llm_grade.output.figures import artifact_figures
+from llm_grade.output.figures import artifact_figures, worked_example_view
 from llm_grade.output.text import clean, code_spans, fmt
 from llm_grade.output.views import (
     ComponentView,
@@ -82,6 +82,7 @@ def render_submission(result: GradeResult, *, view: str = "learner") -> str:
             components=components,
             modules=modules,
             figures=artifact_figures(result.artifacts),
+            worked=worked_example_view((result.artifacts or {}).get("worked_example")),
             isolation=isolation_note(result.isolation),
             isolation_details={
                 clean(k, 60): readable(v) for k, v in (result.isolation or {}).items()

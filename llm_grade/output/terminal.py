@@ -44,6 +44,45 @@ def console() -> Console:
     return Console(highlight=False, markup=False, emoji=False, soft_wrap=True)
 
 
+def _row(values: list, width: int = 6) -> str:
+    return " ".join(
+        f"{float(v):{width}.3f}" if isinstance(v, float) else f"{v:>{width}}" for v in values
+    )
+
+
+def worked_example_lines(data: dict) -> list[str]:
+    """The tiny worked example (curriculum 1.2) as small text tables: the inputs and the
+    scores to check by hand, then the weights and the output, expected next to yours, rows
+    that differ marked."""
+    lines = [
+        "Worked example: scaled_dot_product_attention on 3 tokens, d_k = 4, no mask "
+        "(check it by hand)",
+        ("  " + "  ".join(f"{name:<20}" for name in ("q", "k", "v"))).rstrip(),
+    ]
+    for row in zip(data["q"], data["k"], data["v"], strict=False):
+        lines.append(("  " + "  ".join(f"[{_row(r, 3)} ]".ljust(20) for r in row)).rstrip())
+    lines.append("  scores = q @ k^T / sqrt(4)")
+    lines += ["    " + _row(r) for r in data["scores"]]
+    mine = data.get("learner")
+    for key, title in (
+        ("weights", "weights = softmax(scores), row by row"),
+        ("out", "out = weights @ v"),
+    ):
+        expected = data["reference"][key]
+        got = mine[key] if mine else None
+        lines.append(f"  {title}")
+        lines.append(f"    {'expected':<{7 * len(expected[0])}}    yours")
+        for i, row in enumerate(expected):
+            if got is None:
+                lines.append(f"    {_row(row)}    -")
+                continue
+            differs = any(abs(a - b) > 1e-3 for a, b in zip(row, got[i], strict=False))
+            lines.append(f"    {_row(row)}    {_row(got[i])}{'   <- differs' if differs else ''}")
+    if mine is None:
+        lines.append(f"  (yours: {data.get('error') or 'not computed'})")
+    return lines
+
+
 class TerminalReport:
     """The live lines, failures and table of one grading run."""
 
@@ -146,6 +185,11 @@ class TerminalReport:
             for block in blocks:
                 out.print()
                 self._print_block(block)
+        worked = (result.artifacts or {}).get("worked_example")
+        if blocks and isinstance(worked, dict) and worked.get("scores"):
+            out.print()
+            for i, line in enumerate(worked_example_lines(worked)):
+                out.print(Text(line, style="bold" if i == 0 else ""))
         out.print()
         table = format_summary(result).splitlines()
         for line in table[:-1]:
