@@ -147,6 +147,9 @@ class Rubric:
     policy: Policy = field(default_factory=Policy)
     # how an older rubric was read (renamed checks, checks it predates): for the results
     notes: list[str] = field(default_factory=list)
+    # [efficiency] warn_ratio: slower than the reference by more than this: a warning
+    # (informational, 0 points: llm_grade/grading/efficiency.py)
+    warn_ratio: float = 10.0
 
     @property
     def total(self) -> float:
@@ -223,6 +226,9 @@ def load_rubric(path: Path) -> Rubric:
         policy = Policy.from_mapping(data.get("policy", {}))
     except ValueError as exc:
         raise RubricError(f"{path}: {exc}") from None
+    ratio = data.get("efficiency", {}).get("warn_ratio", 10.0)
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio <= 1:
+        raise RubricError(f"{path}: efficiency.warn_ratio must be a number above 1")
     return Rubric(
         path,
         checks,
@@ -233,6 +239,7 @@ def load_rubric(path: Path) -> Rubric:
         devices,
         policy,
         notes,
+        float(ratio),
     )
 
 

@@ -501,10 +501,30 @@ class GradingSession:
                 result.artifacts = collect(self._handle, self.reference(), only=only)
             except WorkerFailure:  # out of time: the report goes without pictures
                 result.artifacts = {}
+        if self._handle is not None:
+            self._efficiency(result)
         if out:
             result.write_json(Path(out) / "results.json")
         self.close()
         return result
+
+    def _efficiency(self, result: GradeResult) -> None:
+        """Time the graded components against the reference (informational: no points; see
+        :mod:`llm_grade.grading.efficiency`), unless one of them hung."""
+        from llm_grade.grading.efficiency import measure
+
+        if any(kind == "timeout" for kind, _ in self._handle.too_slow.values()):
+            return
+        graded = {
+            c.name for c in result.components if any(k.status == "passed" for k in c.checks)
+        }
+        try:
+            self._handle.begin_check("")
+            timed = measure(self._handle, self.reference(), graded, self.rubric.warn_ratio)
+        except WorkerFailure:
+            return
+        if timed:
+            result.artifacts = {**(result.artifacts or {}), "efficiency": timed}
 
     def close(self) -> None:
         """Close the handle (or the unused worker), remove the staged copy, and end this

@@ -247,6 +247,32 @@ def worked_example_view(data: Any) -> dict | None:
     }
 
 
+def efficiency_view(data: Any) -> list[dict] | None:
+    """The efficiency timings (``artifacts["efficiency"]``) as table rows for the report."""
+    if not isinstance(data, dict) or not data:
+        return None
+    rows = []
+    for component, entry in data.items():
+        if not isinstance(entry, dict):
+            continue
+        ratio = entry.get("ratio")
+        numbers = all(
+            isinstance(entry.get(k), (int, float)) for k in ("learner_ms", "reference_ms", "ratio")
+        )
+        rows.append(
+            {
+                "component": clean(component, 60),
+                "shape": clean(entry.get("shape", ""), 200),
+                "learner": f"{entry['learner_ms']:.3g} ms" if numbers else "",
+                "reference": f"{entry['reference_ms']:.3g} ms" if numbers else "",
+                "ratio": f"{ratio:.1f}x" if numbers else "",
+                "warning": clean(entry.get("warning") or "", 600),
+                "error": clean(entry.get("error") or "", 300),
+            }
+        )
+    return rows or None
+
+
 def artifact_figures(artifacts: Any) -> list[Figure]:
     """The pictures in ``results.json["artifacts"]``; missing or partial ones are skipped."""
     if not isinstance(artifacts, dict):

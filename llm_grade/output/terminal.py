@@ -190,6 +190,19 @@ class TerminalReport:
             out.print()
             for i, line in enumerate(worked_example_lines(worked)):
                 out.print(Text(line, style="bold" if i == 0 else ""))
+        slow = [
+            e["warning"]
+            for e in ((result.artifacts or {}).get("efficiency") or {}).values()
+            if isinstance(e, dict) and isinstance(e.get("warning"), str)
+        ]
+        if slow and self.verbosity >= 0:
+            out.print()
+            out.print(Text("Efficiency (no points: your scores do not depend on it)", style="bold"))
+            width = min(self.out.width, 100) if self.out.is_terminal else 100
+            for line in slow:
+                out.print(
+                    Text(textwrap.fill(line, width, initial_indent="  ", subsequent_indent="    "))
+                )
         out.print()
         table = format_summary(result).splitlines()
         for line in table[:-1]:

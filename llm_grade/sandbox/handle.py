@@ -132,6 +132,43 @@ class Submission(Channel):
             grad=grad,
         )
 
+    def hold(self, value: Any) -> dict:
+        """Keep ``value`` in the worker for later requests of this example (a reference to
+        pass instead of the value)."""
+        ref = self._request("hold", "", "", value=value)
+        self._made.append(ref["ref"])
+        return ref
+
+    def repeat(
+        self,
+        target: str | dict,
+        *args: Any,
+        repeats: int = 1,
+        backward: bool = False,
+        method: str | None = None,
+        **kwargs: Any,
+    ) -> float:
+        """Make a call ``repeats`` times in the worker (with backward passes when
+        ``backward``); the seconds the round trip took, on this side's clock."""
+        import time
+
+        component = target if isinstance(target, str) else target["component"]
+        label = self._label(target) if not isinstance(target, str) else target
+        self.flush()  # nothing queued may count
+        started = time.perf_counter()
+        self._request(
+            "repeat",
+            component,
+            describe_call(label, args, kwargs),
+            target=target,
+            method=method,
+            args=list(args),
+            kwargs=kwargs,
+            repeats=repeats,
+            backward=backward,
+        )
+        return time.perf_counter() - started
+
     def gradients(
         self, target: dict, *args: Any, method: str | None = None, **kwargs: Any
     ) -> dict[str, torch.Tensor | None]:
