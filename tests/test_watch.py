@@ -231,17 +231,21 @@ def test_grading_errors_and_ctrl_c_end_nothing_badly(tmp_path: Path):
     assert printed[-1] == "Stopped watching."
 
 
-def test_ctrl_c_while_grading_stops_watching(stubs: Path):
+def test_ctrl_c_while_grading_stops_watching(stubs: Path, monkeypatch):
     """pytest.main swallows Ctrl-C (an exit status, a GradingError): watching must stop
     anyway, not print the error and wait for the next save."""
+    from llm_grade.engine.session import GradingSession
+
     printed: list[str] = []
     before = signal.getsignal(signal.SIGINT)  # (pytest-xdist's workers ignore SIGINT)
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))  # mid-grading
-    timer.start()
-    try:
-        watch(stubs, OPTIONS, echo=printed.append, changes=[{stubs / "attention.py"}])
-    finally:
-        timer.cancel()
+    opened = GradingSession.submission
+
+    def ctrl_c_mid_grading(self):  # the first check's fixture: grading has started
+        os.kill(os.getpid(), signal.SIGINT)
+        return opened(self)
+
+    monkeypatch.setattr(GradingSession, "submission", ctrl_c_mid_grading)
+    watch(stubs, OPTIONS, echo=printed.append, changes=[{stubs / "attention.py"}])
     assert printed == ["Stopped watching."]
     assert signal.getsignal(signal.SIGINT) is before
 
