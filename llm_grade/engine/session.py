@@ -78,6 +78,8 @@ class GradingSession:
         self.learner_view = options.view != "instructor"
         self.device = "cpu"  # resolved in start(), once torch is imported
         self.results: dict[str, CheckResult] = {}
+        self._timed: dict[str, dict] = {}  # efficiency timings (artifacts["efficiency"])
+        self._timing_done: set[str] = set()
         self.order: dict[str, int] = {}  # nodeid -> place in the graders' order
         self.static_violations = []
         self.result: GradeResult | None = None
@@ -502,29 +504,40 @@ class GradingSession:
             except WorkerFailure:  # out of time: the report goes without pictures
                 result.artifacts = {}
         if self._handle is not None:
-            self._efficiency(result)
+            self.time_components()
+            if self._timed:
+                from llm_grade.grading.efficiency import CASES
+
+                order = [c.component for c in CASES]
+                timed = dict(sorted(self._timed.items(), key=lambda kv: order.index(kv[0])))
+                result.artifacts = {**(result.artifacts or {}), "efficiency": timed}
         if out:
             result.write_json(Path(out) / "results.json")
         self.close()
         return result
 
-    def _efficiency(self, result: GradeResult) -> None:
-        """Time the graded components against the reference (informational: no points; see
-        :mod:`llm_grade.grading.efficiency`), unless one of them hung."""
+    def time_components(self, exclude: set[str] = frozenset()) -> None:
+        """Time the graded components not timed yet (but ``exclude``, still being graded
+        elsewhere) against the reference: informational, no points (see
+        :mod:`llm_grade.grading.efficiency`). Nothing is timed once a component hung. The
+        plugin calls this while the helper process finishes, and :meth:`finish` for the rest."""
         from llm_grade.grading.efficiency import measure
 
+        if self._handle is None or self.options.part:
+            return
         if any(kind == "timeout" for kind, _ in self._handle.too_slow.values()):
             return
-        graded = {
-            c.name for c in result.components if any(k.status == "passed" for k in c.checks)
-        }
+        graded = {r.component for r in self.results.values() if r.status == "passed"}
+        todo = graded - set(exclude) - self._timing_done
+        if not todo:
+            return
+        self._timing_done |= todo
         try:
             self._handle.begin_check("")
-            timed = measure(self._handle, self.reference(), graded, self.rubric.warn_ratio)
+            ratio = self.rubric.warn_ratio
+            self._timed.update(measure(self._handle, self.reference(), todo, ratio))
         except WorkerFailure:
             return
-        if timed:
-            result.artifacts = {**(result.artifacts or {}), "efficiency": timed}
 
     def close(self) -> None:
         """Close the handle (or the unused worker), remove the staged copy, and end this
