@@ -144,7 +144,7 @@ def grade(
 
         paths = write_feedback_notebook(submission, result, feedback_notebook)
         click.echo(f"Feedback notebook: {' and '.join(str(p) for p in paths)}")
-    if isolation != "none" and warm.may_autostart() and warm.connect(0.1) is None:
+    if isolation != "none" and warm.may_autostart() and not warm.running():
         warm.start_background(folder=submission)
         click.echo(
             "A grading server now keeps llm-grade loaded for 15 minutes: the next grade "

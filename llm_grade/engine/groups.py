@@ -188,8 +188,6 @@ class WarmHelper:
         return cls._current
 
     def start(self) -> None:
-        import os
-
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-m", "llm_grade.engine.warm", "--helper"]
             + (["--for", self.folder] if self.folder else []),
@@ -197,7 +195,6 @@ class WarmHelper:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             cwd="/",
-            env=dict(os.environ),
         )
         self._pending, self._buffer = False, b""
 

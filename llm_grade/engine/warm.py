@@ -90,7 +90,10 @@ def fingerprint() -> str:
     from llm_grade.paths import bundled
 
     digest = hashlib.sha256(sys.executable.encode())
-    roots = [Path(__file__).resolve().parents[1], bundled("graders"), bundled("reference")]
+    package = Path(__file__).resolve().parents[1]
+    roots = [package] + [
+        p for p in (bundled("graders"), bundled("reference")) if not p.is_relative_to(package)
+    ]  # (an installed llm-grade bundles both inside the package)
     for root in roots:
         for path in sorted(root.rglob("*")):
             if path.suffix in (".py", ".toml", ".ini") and "__pycache__" not in path.parts:
@@ -195,6 +198,15 @@ def connect(timeout: float = HELLO_TIMEOUT_S) -> socket.socket | None:
         conn.close()
         return None
     return conn
+
+
+def running() -> bool:
+    """Whether a server holds the address and listens (busy or not)."""
+    conn = connect(timeout=0.1)
+    if conn is None:
+        return False
+    conn.close()
+    return True
 
 
 def run_remote(command: str, params: dict[str, Any]) -> int | None:
@@ -332,13 +344,6 @@ class _Stream(io.TextIOBase):
         pass
 
 
-def _command(name: str):
-    from llm_grade import cli
-
-    commands = {"grade": cli.grade}
-    return commands[name]
-
-
 def _params(command, given: dict[str, Any]) -> dict[str, Any]:
     """The client's parameter values as click would have made them (paths as ``Path``)."""
     import click
@@ -360,7 +365,9 @@ def _run(command_name: str, given: dict[str, Any]) -> int:
     """The command's callback, as click's standalone mode would run it: its exit status."""
     import click
 
-    command = _command(command_name)
+    from llm_grade import cli
+
+    command = {"grade": cli.grade}[command_name]
     try:
         with click.Context(command, info_name=command_name) as ctx:
             ctx.invoke(command.callback, **_params(command, given))
@@ -386,9 +393,9 @@ def _run(command_name: str, given: dict[str, Any]) -> int:
 
 
 class Server:
-    def __init__(self, sock: socket.socket, print_fingerprint: str):
+    def __init__(self, sock: socket.socket, fingerprint: str):
         self.sock = sock
-        self.fingerprint = print_fingerprint
+        self.fingerprint = fingerprint
         self.served = 0
         self.started = time.time()
 
@@ -515,17 +522,19 @@ def main() -> None:
         finally:
             close_all()
             os._exit(0)
-    print_ = fingerprint()
-    helper = WarmHelper.enable(folder)  # (it warms up on the other core meanwhile)
-    warm_up(folder)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.bind(address())  # (the address is the lock: a second server stops here)
+        # the address is the lock: a second server stops here, before warming up for
+        # nothing; clients are refused (and grade cold) until it listens, warm
+        sock.bind(address())
     except OSError:
         return
+    own = fingerprint()
+    helper = WarmHelper.enable(folder)  # (it warms up on the other core meanwhile)
+    warm_up(folder)
     sock.listen(8)
     try:
-        Server(sock, print_).loop()
+        Server(sock, own).loop()
     finally:
         sock.close()
         helper.kill()

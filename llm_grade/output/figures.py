@@ -201,6 +201,15 @@ def diff_figure(diff: Any) -> Figure | None:
     )
 
 
+def rows_differ(expected: list[list[float]], got: list[list[float]]) -> list[bool]:
+    """For the worked example's tables (report and terminal): which rows of ``got`` differ
+    from ``expected`` by more than the tables' 3 decimals show."""
+    return [
+        any(abs(a - b) > 1e-3 for a, b in zip(e, g, strict=False))
+        for e, g in zip(expected, got, strict=False)
+    ]
+
+
 def worked_example_view(data: Any) -> dict | None:
     """The tiny worked example (curriculum 1.2) as small tables for the report: the inputs and
     the scores to check by hand, then weights and output, expected next to the learner's, with
@@ -226,10 +235,7 @@ def worked_example_view(data: Any) -> dict | None:
     ):
         got = matrix(mine.get(name), 8, 8)
         same = got is not None and [len(r) for r in got] == [len(r) for r in expected[name]]
-        differs = [
-            same and any(abs(a - b) > 1e-3 for a, b in zip(e, g, strict=False))
-            for e, g in zip(expected[name], got if same else expected[name], strict=False)
-        ]
+        differs = rows_differ(expected[name], got) if same else [False] * len(expected[name])
         tables.append(
             {
                 "title": title,

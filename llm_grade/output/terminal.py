@@ -54,6 +54,8 @@ def worked_example_lines(data: dict) -> list[str]:
     """The tiny worked example (curriculum 1.2) as small text tables: the inputs and the
     scores to check by hand, then the weights and the output, expected next to yours, rows
     that differ marked."""
+    from llm_grade.output.figures import rows_differ
+
     lines = [
         "Worked example: scaled_dot_product_attention on 3 tokens, d_k = 4, no mask "
         "(check it by hand)",
@@ -72,12 +74,11 @@ def worked_example_lines(data: dict) -> list[str]:
         got = mine[key] if mine else None
         lines.append(f"  {title}")
         lines.append(f"    {'expected':<{7 * len(expected[0])}}    yours")
-        for i, row in enumerate(expected):
-            if got is None:
-                lines.append(f"    {_row(row)}    -")
-                continue
-            differs = any(abs(a - b) > 1e-3 for a, b in zip(row, got[i], strict=False))
-            lines.append(f"    {_row(row)}    {_row(got[i])}{'   <- differs' if differs else ''}")
+        if got is None:
+            lines += [f"    {_row(row)}    -" for row in expected]
+            continue
+        for row, theirs, differs in zip(expected, got, rows_differ(expected, got), strict=False):
+            lines.append(f"    {_row(row)}    {_row(theirs)}{'   <- differs' if differs else ''}")
     if mine is None:
         lines.append(f"  (yours: {data.get('error') or 'not computed'})")
     return lines

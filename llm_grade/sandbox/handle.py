@@ -153,7 +153,7 @@ class Submission(Channel):
         import time
 
         component = target if isinstance(target, str) else target["component"]
-        label = self._label(target) if not isinstance(target, str) else target
+        label = self._label(target)
         self.flush()  # nothing queued may count
         started = time.perf_counter()
         self._request(
