@@ -46,6 +46,7 @@ from llm_grade.grading.toolkit import (
     reference_of,
     started,
 )
+from llm_grade.grading.training import expect_learns_one_batch, gpt_batch, seq2seq_batch
 from llm_grade.oracles.transformer import Transformer as TrustedTransformer
 from llm_grade.sandbox.specimens import ScriptedSeq2Seq
 
@@ -296,6 +297,28 @@ class TestTransformer:
             hint=hint_for(got, candidates, MEMORY_MASK_HINT + eval_hint),
         )
 
+    @settings(max_examples=2)
+    @given(seed=seeds, n_layers=st.integers(1, 2), n_heads=st.sampled_from([1, 2]))
+    def test_learns_one_batch(self, sub, ref, seed, n_layers, n_heads):
+        """trains: AdamW on one fixed batch lowers the loss (your whole model, your own code
+        all the way down), and every weight gets a gradient"""
+        kw = dict(
+            src_vocab_size=16,
+            tgt_vocab_size=12,
+            d_model=16,
+            n_heads=n_heads,
+            n_layers=n_layers,
+            d_ff=32,
+            max_len=16,
+            dropout=0.0,
+        )
+        reference = randomize_(reference_of(ref, "Transformer")(**kw), seed).float()
+        batch = seq2seq_batch(kw["src_vocab_size"], kw["tgt_vocab_size"], seed)
+        case = case_str(**kw, seed=seed) + f"; {batch.what}"
+        sub.notes["curves"] = expect_learns_one_batch(
+            sub, reference, "Transformer", kw, batch, case
+        )
+
     @settings(max_examples=5)
     @given(m=seq2seq(), seed=seeds, same_vocab=st.booleans(), dropout=st.sampled_from([0.0, 0.3]))
     def test_structure(self, sub, ref, m, seed, same_vocab, dropout):
@@ -543,6 +566,25 @@ class TestGPT:
             rtol=tol["rtol"],
             hint=AUTOCAST_HINT,
         )
+
+    @settings(max_examples=2)
+    @given(seed=seeds, n_layers=st.integers(1, 2), n_heads=st.sampled_from([1, 2]))
+    def test_learns_one_batch(self, sub, ref, seed, n_layers, n_heads):
+        """trains: AdamW on one fixed batch lowers the loss (your whole model, your own code
+        all the way down), and every weight gets a gradient"""
+        kw = dict(
+            vocab_size=16,
+            d_model=16,
+            n_heads=n_heads,
+            n_layers=n_layers,
+            d_ff=32,
+            max_len=16,
+            dropout=0.0,
+        )
+        reference = randomize_(reference_of(ref, "GPT")(**kw), seed).float()
+        batch = gpt_batch(kw["vocab_size"], seed)
+        case = case_str(**kw, seed=seed) + f"; {batch.what}"
+        sub.notes["curves"] = expect_learns_one_batch(sub, reference, "GPT", kw, batch, case)
 
     @settings(max_examples=5)
     @given(m=gpts(), seed=seeds, dropout=st.sampled_from([0.0, 0.3]))

@@ -64,7 +64,7 @@ def neutral(tmp_path_factory) -> Path:
 def test_the_example_reads_as_our_report_with_every_pair_visibly_different(neutral):
     text = grade_output("--example", cwd=neutral)
     assert_ours_only(text)
-    assert "Grading llm-grade's examples/buggy (127 checks)" in text  # no install path
+    assert "Grading llm-grade's examples/buggy (129 checks)" in text  # no install path
     lines = text.splitlines()
     # a line per component, in curriculum order, before the failures
     live = [line.split()[1] for line in lines if re.match(r"^  [✓✗·] \w+", line)]

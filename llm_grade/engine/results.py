@@ -45,13 +45,16 @@ class CheckResult:
     # the module file ("attention.py") whose import failed, so that this check could not run
     # (the import error is reported once, for every check it stopped)
     blocked_by: str = ""
+    # a training check's loss curves (llm_grade/grading/training.py), for the report:
+    # {"steps", "lr", "reference": [float], "learner": [float]}
+    curves: dict | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         # learner-controlled text (messages, tracebacks, printed values) never reaches a
         # terminal or a file with escapes or control characters in it, however it was set
         if name in _TEXT_FIELDS and value is not None:
             value = clean_text(value)
-        elif name == "diff" and isinstance(value, dict):
+        elif name in ("diff", "curves") and isinstance(value, dict):
             value = clean_tree(value)
         super().__setattr__(name, value)
 

@@ -121,8 +121,8 @@ ADDED: dict[str, tuple[str, ...]] = {
     "TransformerBlock": ("dropout_placement", "runs_on_any_device", "structure"),
     "Encoder": ("rejects_bad_arguments",),
     "Decoder": ("rejects_bad_arguments",),
-    "Transformer": ("rejects_bad_arguments", "runs_on_any_device", "structure"),
-    "GPT": ("rejects_bad_arguments", "structure"),
+    "Transformer": ("learns_one_batch", "rejects_bad_arguments", "runs_on_any_device", "structure"),
+    "GPT": ("learns_one_batch", "rejects_bad_arguments", "structure"),
     "greedy_decode": ("keeps_the_mode", "rejects_bad_max_len", "runs_without_gradients"),
 }
 

@@ -38,6 +38,7 @@ from llm_grade.grading.outcomes import (
 if TYPE_CHECKING:  # torch is imported in start(), after the helper process is on its way
     from llm_grade.grading.context import GradingContext
 
+
 @dataclass(frozen=True)
 class CheckId:
     """Which check a grader test is: its component, rubric name, title and node id."""
@@ -46,6 +47,10 @@ class CheckId:
     name: str
     title: str
     nodeid: str
+
+
+# checks that run the learner's whole model (a hang in a part is not their component's own)
+WHOLE_MODEL = frozenset({"learns_one_batch"})
 
 
 class SubmissionError(ValueError):
@@ -305,7 +310,7 @@ class GradingSession:
             handle.renew()
         covers = END_TO_END.get((check.component, check.name))
         # a check of the whole model: its time (a hang in a part) is not its component's own
-        handle.whole_model = covers is not None
+        handle.whole_model = covers is not None or check.name in WHOLE_MODEL
         handle.begin_check(check.component)  # ends at once when time is up or it was too slow
         if covers:
             self._depends(check, covers)
@@ -360,6 +365,8 @@ class GradingSession:
 
         result = self.blank_result(check)
         result.duration_s = duration
+        if self._handle is not None:
+            result.curves = self._handle.notes.pop("curves", None)
         if exc is not None:
             exc = _unwrap(exc)
             if isinstance(exc, Settled):
@@ -412,7 +419,7 @@ class GradingSession:
         result = self.blank_result(check)
         result.status = reported.status
         result.points = result.max_points if reported.status in ("passed", "skipped") else 0.0
-        fields = ("message", "hint", "counterexample", "traceback", "duration_s", "diff")
+        fields = ("message", "hint", "counterexample", "traceback", "duration_s", "diff", "curves")
         for name in fields:
             setattr(result, name, getattr(reported, name))
         if reported.blocked_by.removesuffix(".py") in MODULES:

@@ -279,6 +279,57 @@ def efficiency_view(data: Any) -> list[dict] | None:
     return rows or None
 
 
+def _curve(values: Any) -> list[float] | None:
+    if not isinstance(values, list) or not 1 < len(values) <= 2000:
+        return None
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        return None
+    return [float(v) for v in values]
+
+
+def training_view(components: Any, width: int = 360, height: int = 150) -> list[dict] | None:
+    """The training checks' loss curves (``CheckResult.curves``: the learner's model and the
+    reference, trained the same way) as SVG polylines for the report, one chart a model."""
+    charts = []
+    for component in components or ():
+        for check in getattr(component, "checks", ()):
+            data = check.curves if isinstance(check.curves, dict) else None
+            if not data:
+                continue
+            ref, mine = _curve(data.get("reference")), _curve(data.get("learner"))
+            if ref is None:
+                continue
+            top = max(ref + (mine or [])) * 1.05 or 1.0
+
+            def points(values: list[float], top: float = top) -> str:
+                step = (width - 34) / max(1, len(values) - 1)  # the y axis at x = 28
+                return " ".join(
+                    f"{28 + i * step:.1f},{6 + (height - 26) * (1 - v / top):.1f}"
+                    for i, v in enumerate(values)
+                )
+
+            charts.append(
+                {
+                    "component": clean(component.name, 60),
+                    "title": clean(check.title, 300),
+                    "status": check.status,
+                    "width": width,
+                    "height": height,
+                    "top": f"{top:.2g}",
+                    "steps": len(ref) - 1,
+                    "reference": points(ref),
+                    "learner": points(mine) if mine else "",
+                    "summary": (
+                        f"yours {mine[0]:.2f} -> {mine[-1]:.2f}, reference {ref[0]:.2f} -> "
+                        f"{ref[-1]:.2f}"
+                        if mine
+                        else f"reference {ref[0]:.2f} -> {ref[-1]:.2f}"
+                    ),
+                }
+            )
+    return charts or None
+
+
 def artifact_figures(artifacts: Any) -> list[Figure]:
     """The pictures in ``results.json["artifacts"]``; missing or partial ones are skipped."""
     if not isinstance(artifacts, dict):

@@ -32,7 +32,12 @@ from markupsafe import Markup
 from llm_grade.engine.feedback import points
 from llm_grade.engine.results import GradeResult
 from llm_grade.output.classes import common_failures, slug
-from llm_grade.output.figures import artifact_figures, efficiency_view, worked_example_view
+from llm_grade.output.figures import (
+    artifact_figures,
+    efficiency_view,
+    training_view,
+    worked_example_view,
+)
 from llm_grade.output.text import clean, code_spans, fmt
 from llm_grade.output.views import (
     ComponentView,
@@ -84,6 +89,7 @@ def render_submission(result: GradeResult, *, view: str = "learner") -> str:
             figures=artifact_figures(result.artifacts),
             worked=worked_example_view((result.artifacts or {}).get("worked_example")),
             efficiency=efficiency_view((result.artifacts or {}).get("efficiency")),
+            training=training_view(result.components),
             isolation=isolation_note(result.isolation),
             isolation_details={
                 clean(k, 60): readable(v) for k, v in (result.isolation or {}).items()

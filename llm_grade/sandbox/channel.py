@@ -61,6 +61,9 @@ class Channel:
         # checks whose time is not their component's own (they run the learner's whole
         # model: a hang in a part must not cost the component's other checks)
         self.whole_model = False
+        # what the current check hands to the results beside its outcome (a training
+        # check's loss curves, computed on this side): cleared when a check begins
+        self.notes: dict = {}
 
     # ----------------------------------------------------------------- time
 
@@ -76,6 +79,7 @@ class Channel:
         """A check of ``component`` starts: it ends at once when the submission's time is up
         or an earlier check of the component was too slow."""
         self._check, self._check_spent = component, 0.0
+        self.notes = {}
         if component in self.too_slow:
             kind, why = self.too_slow[component]
             raise WorkerFailure(component, "", kind, why)

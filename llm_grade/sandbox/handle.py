@@ -183,6 +183,31 @@ class Submission(Channel):
             kwargs=kwargs,
         )
 
+    def train_step(
+        self,
+        target: dict,
+        *args: Any,
+        state_dict: dict[str, torch.Tensor],
+        targets: torch.Tensor,
+        method: str | None = None,
+        **kwargs: Any,
+    ) -> dict:
+        """Load ``state_dict``, run the forward pass with gradients and backpropagate the
+        cross-entropy against ``targets``: ``{"logits", "grads"}`` as plain data (the
+        grader's optimizer makes the step; see :mod:`llm_grade.grading.training`)."""
+        label = f"{self._label(target)}.{method or 'forward'}"
+        return self._request(
+            "train_step",
+            target["component"],
+            f"a training step of {describe_call(label, args, kwargs)}",
+            target=target,
+            method=method,
+            args=list(args),
+            kwargs=kwargs,
+            state_dict=state_dict,
+            targets=targets,
+        )
+
     def structure(self, target: dict) -> dict:
         """The learner module's tree as plain data (see ``Executor.op_structure``)."""
         return self._request("structure", target["component"], "structure", target=target)
