@@ -300,8 +300,9 @@ class TestTransformer:
     @settings(max_examples=2)
     @given(seed=seeds, n_layers=st.integers(1, 2), n_heads=st.sampled_from([1, 2]))
     def test_learns_one_batch(self, sub, ref, seed, n_layers, n_heads):
-        """trains: AdamW on one fixed batch lowers the loss (your whole model, your own code
-        all the way down), and every weight gets a gradient"""
+        """trains: AdamW on one fixed batch lowers the loss, and every weight gets a gradient
+
+        Your whole model, your own code all the way down (llm_grade/grading/training.py)."""
         kw = dict(
             src_vocab_size=16,
             tgt_vocab_size=12,
@@ -570,8 +571,9 @@ class TestGPT:
     @settings(max_examples=2)
     @given(seed=seeds, n_layers=st.integers(1, 2), n_heads=st.sampled_from([1, 2]))
     def test_learns_one_batch(self, sub, ref, seed, n_layers, n_heads):
-        """trains: AdamW on one fixed batch lowers the loss (your whole model, your own code
-        all the way down), and every weight gets a gradient"""
+        """trains: AdamW on one fixed batch lowers the loss, and every weight gets a gradient
+
+        Your whole model, your own code all the way down (llm_grade/grading/training.py)."""
         kw = dict(
             vocab_size=16,
             d_model=16,

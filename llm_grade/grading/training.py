@@ -11,9 +11,10 @@ the reference's last one (the reference trained from the same weights, the same 
 Who decides what (trusted side): this process owns the weights and the optimizer. Each step
 the worker loads the weights it is sent, runs the learner's forward pass and its backward pass
 (``Submission.train_step``) and sends back plain tensors, the logits and the gradients; the
-loss is computed *here* from those logits, AdamW runs here, and at the end the learner's model
-is run once more from its first weights, which must give back its first logits (a model whose
-output does not follow the weights it is sent cannot pass by remembering). A wrong but
+loss is computed *here* from those logits, AdamW runs here. The last loss comes from a plain
+forward call with the trained weights (the targets do not travel with it), and the learner's
+model is then run once more from its first weights, which must give back its first logits (a
+model whose output does not follow the weights it is sent cannot pass by remembering). A wrong but
 trainable component (a LayerNorm without eps, say) costs nothing here: the learner's model is
 only compared with itself and the bound is wide.
 """
@@ -189,9 +190,10 @@ def _logits(value: Any, shape: tuple, case: str, step: int) -> torch.Tensor:
 
 
 def _forward(sub, student: dict, state: dict, batch: Batch, case: str, step: int):
-    """The learner's logits for ``batch`` with weights ``state`` (no optimizer step)."""
-    reply = sub.train_step(student, *batch.args, state_dict=state, targets=batch.targets)
-    value = reply.get("logits") if isinstance(reply, dict) else None
+    """The learner's logits for ``batch`` with weights ``state``: a plain call, which the
+    targets do not travel with (the final loss cannot come from a peek at them)."""
+    sub.load_state_dict(student, state)
+    value = sub.call(student, *batch.args)
     return _logits(value, (*batch.targets.shape, None), case, step)
 
 
