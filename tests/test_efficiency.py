@@ -104,3 +104,22 @@ def test_a_component_that_hangs_is_not_timed(tmp_path):
     )
     assert "efficiency" not in result.artifacts
     assert Path(sub).exists()
+
+
+def test_gpt_is_profiled_next_to_the_reference(graded):
+    """The top operators by self time of one forward and backward pass of GPT, the learner's
+    (in the worker) and the reference's; a loop over heads shows as more operator calls."""
+    from llm_grade.output.report import render_submission
+
+    for name in ("reference", "loop"):
+        profile = graded[name].artifacts["efficiency"]["GPT"]["profile"]
+        for side in ("learner", "reference"):
+            rows = profile[side]
+            assert 3 <= len(rows) <= 10, (name, side, rows)
+            assert all(r[0].startswith("aten::") or "::" in r[0] for r in rows), rows
+            assert all(r[1] >= 0 and r[2] >= 1 for r in rows), rows
+            assert [r[1] for r in rows] == sorted((r[1] for r in rows), reverse=True)
+    loop = graded["loop"].artifacts["efficiency"]["GPT"]["profile"]
+    assert sum(r[2] for r in loop["learner"]) > sum(r[2] for r in loop["reference"])
+    html = render_submission(graded["loop"])
+    assert "Where GPT's time goes" in html and loop["learner"][0][0] in html

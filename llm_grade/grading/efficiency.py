@@ -127,6 +127,49 @@ CASES = (
 )
 
 
+PROFILED = ("GPT",)  # also profiled: the top operators by self time, the learner's and ours
+PROFILE_TOP = 10
+
+
+def _profiles(sub, case: Case, target, reference_module) -> dict[str, Any]:
+    """One forward and backward pass of each side under PyTorch's profiler (the learner's in
+    the worker, warm from the timing): the operators by self time, ``[name, self_us,
+    calls]``, as the report's table; a side that fails gets an ``error`` instead."""
+    import warnings
+
+    from llm_grade.sandbox.executor import operator_table
+
+    found: dict[str, Any] = {}
+    try:
+        rows = sub.profile(target, *case.inputs(), top=PROFILE_TOP)
+        found["learner"] = _plain_rows(rows)
+    except Exception as exc:  # noqa: BLE001 - feedback, never a broken grading
+        found["learner_error"] = f"not profiled: {type(exc).__name__}"
+    args = case.inputs()
+    reference_module.zero_grad(set_to_none=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the non-Kineto backend's deprecation notice
+        with torch.autograd.profiler.profile(use_kineto=False) as prof:
+            reference_module(*args).float().sum().backward()
+    found["reference"] = operator_table(prof, PROFILE_TOP)
+    return found
+
+
+def _plain_rows(rows: Any) -> list:
+    """The worker's operator table, kept only as far as it is what it should be."""
+    kept = []
+    for row in rows if isinstance(rows, list) else []:
+        if (
+            isinstance(row, list)
+            and len(row) == 3
+            and isinstance(row[0], str)
+            and isinstance(row[1], (int, float))
+            and isinstance(row[2], int)
+        ):
+            kept.append([row[0][:80], float(row[1]), row[2]])
+    return kept[:PROFILE_TOP]
+
+
 class _OutOfTime(Exception):
     pass
 
@@ -197,6 +240,8 @@ def measure(sub, ref_pkg, components: set[str], warn_ratio: float) -> dict[str, 
                 target, reference_module = pair.student, pair.reference
             learner = _best(_learner_timer(sub, case, target), deadline)
             reference = _best(_reference_timer(case, ref_pkg, reference_module), deadline)
+            if case.component in PROFILED and time.monotonic() < deadline:
+                entry["profile"] = _profiles(sub, case, target, reference_module)
         except _OutOfTime:
             entry["error"] = "not timed: the time for efficiency feedback ran out"
         except NotImplementedYet:

@@ -279,6 +279,37 @@ def efficiency_view(data: Any) -> list[dict] | None:
     return rows or None
 
 
+def profile_view(data: Any) -> dict | None:
+    """GPT's profile (``artifacts["efficiency"]["GPT"]["profile"]``): the top operators by
+    self time, the learner's next to the reference's, as table rows for the report."""
+    entry = data.get("GPT") if isinstance(data, dict) else None
+    found = entry.get("profile") if isinstance(entry, dict) else None
+    if not isinstance(found, dict):
+        return None
+
+    def rows(side: Any) -> list[tuple[str, str, str]]:
+        out = []
+        for row in side if isinstance(side, list) else []:
+            if isinstance(row, list) and len(row) == 3 and isinstance(row[1], (int, float)):
+                name, calls = clean(str(row[0]), 80), clean(str(row[2]), 10)
+                out.append((name, f"{row[1] / 1000:.3g} ms", calls))
+        return out
+
+    mine, ref = rows(found.get("learner")), rows(found.get("reference"))
+    if not ref:
+        return None
+    blank = ("", "", "")
+    n = max(len(mine), len(ref))
+    return {
+        "shape": clean(entry.get("shape", ""), 200),
+        "rows": [
+            (*(mine[i] if i < len(mine) else blank), *(ref[i] if i < len(ref) else blank))
+            for i in range(n)
+        ],
+        "error": clean(found.get("learner_error") or "", 200),
+    }
+
+
 def _curve(values: Any) -> list[float] | None:
     if not isinstance(values, list) or not 1 < len(values) <= 2000:
         return None

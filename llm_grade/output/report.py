@@ -35,6 +35,7 @@ from llm_grade.output.classes import common_failures, slug
 from llm_grade.output.figures import (
     artifact_figures,
     efficiency_view,
+    profile_view,
     training_view,
     worked_example_view,
 )
@@ -90,6 +91,7 @@ def render_submission(result: GradeResult, *, view: str = "learner") -> str:
             worked=worked_example_view((result.artifacts or {}).get("worked_example")),
             efficiency=efficiency_view((result.artifacts or {}).get("efficiency")),
             training=training_view(result.components),
+            profile=profile_view((result.artifacts or {}).get("efficiency")),
             isolation=isolation_note(result.isolation),
             isolation_details={
                 clean(k, 60): readable(v) for k, v in (result.isolation or {}).items()

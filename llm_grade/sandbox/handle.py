@@ -183,6 +183,20 @@ class Submission(Channel):
             kwargs=kwargs,
         )
 
+    def profile(self, target: dict, *args: Any, top: int = 10, **kwargs: Any) -> list:
+        """One forward and backward pass under the profiler in the worker: the ``top``
+        operators by self time (see ``Executor.op_profile``)."""
+        return self._request(
+            "profile",
+            target["component"],
+            f"profile {self._label(target)}",
+            target=target,
+            method=None,
+            args=list(args),
+            kwargs=kwargs,
+            top=top,
+        )
+
     def train_step(
         self,
         target: dict,

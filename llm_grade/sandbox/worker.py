@@ -90,6 +90,7 @@ def serve(fd_in: int, fd_out: int, submission: str, config: dict, threads: int =
     from llm_grade.sandbox import executor, wire
 
     torch.set_num_threads(threads)
+    executor.start_profiler_thread()  # part of the idle census the grader takes next
     ex = executor.Executor(submission, config["forbidden"])
     write_frame(fd_out, wire.encode({"ready": True, "pid": os.getpid()}))
     while True:
