@@ -46,7 +46,7 @@ from llm_grade.grading.toolkit import (
     reference_of,
     started,
 )
-from llm_grade.grading.training import expect_learns_one_batch, gpt_batch, seq2seq_batch
+from llm_grade.grading.training import learns_one_batch
 from llm_grade.oracles.transformer import Transformer as TrustedTransformer
 from llm_grade.sandbox.specimens import ScriptedSeq2Seq
 
@@ -303,22 +303,8 @@ class TestTransformer:
         """trains: AdamW on one fixed batch lowers the loss, and every weight gets a gradient
 
         Your whole model, your own code all the way down (llm_grade/grading/training.py)."""
-        kw = dict(
-            src_vocab_size=16,
-            tgt_vocab_size=12,
-            d_model=16,
-            n_heads=n_heads,
-            n_layers=n_layers,
-            d_ff=32,
-            max_len=16,
-            dropout=0.0,
-        )
-        reference = randomize_(reference_of(ref, "Transformer")(**kw), seed).float()
-        batch = seq2seq_batch(kw["src_vocab_size"], kw["tgt_vocab_size"], seed)
-        case = case_str(**kw, seed=seed) + f"; {batch.what}"
-        sub.notes["curves"] = expect_learns_one_batch(
-            sub, reference, "Transformer", kw, batch, case
-        )
+        sizes = dict(src_vocab_size=16, tgt_vocab_size=12, d_model=16, d_ff=32, max_len=16)
+        learns_one_batch(sub, ref, "Transformer", sizes, n_heads, n_layers, seed)
 
     @settings(max_examples=5)
     @given(m=seq2seq(), seed=seeds, same_vocab=st.booleans(), dropout=st.sampled_from([0.0, 0.3]))
@@ -574,19 +560,8 @@ class TestGPT:
         """trains: AdamW on one fixed batch lowers the loss, and every weight gets a gradient
 
         Your whole model, your own code all the way down (llm_grade/grading/training.py)."""
-        kw = dict(
-            vocab_size=16,
-            d_model=16,
-            n_heads=n_heads,
-            n_layers=n_layers,
-            d_ff=32,
-            max_len=16,
-            dropout=0.0,
-        )
-        reference = randomize_(reference_of(ref, "GPT")(**kw), seed).float()
-        batch = gpt_batch(kw["vocab_size"], seed)
-        case = case_str(**kw, seed=seed) + f"; {batch.what}"
-        sub.notes["curves"] = expect_learns_one_batch(sub, reference, "GPT", kw, batch, case)
+        sizes = dict(vocab_size=16, d_model=16, d_ff=32, max_len=16)
+        learns_one_batch(sub, ref, "GPT", sizes, n_heads, n_layers, seed)
 
     @settings(max_examples=5)
     @given(m=gpts(), seed=seeds, dropout=st.sampled_from([0.0, 0.3]))

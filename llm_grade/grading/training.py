@@ -294,4 +294,28 @@ def expect_learns_one_batch(
     return curves
 
 
-__all__ = ["expect_learns_one_batch", "gpt_batch", "seq2seq_batch", "train_reference"]
+def learns_one_batch(
+    sub, ref_pkg, component: str, sizes: dict, n_heads: int, n_layers: int, seed: int
+) -> None:
+    """The graders' check for ``component`` (GPT or Transformer) of these sizes: the reference
+    randomized with ``seed``, the batch drawn from it; the curves go to the results."""
+    from llm_grade.grading.compare import case_str
+    from llm_grade.grading.pairs import randomize_, reference_of
+
+    kwargs = {**sizes, "n_heads": n_heads, "n_layers": n_layers, "dropout": 0.0}
+    reference = randomize_(reference_of(ref_pkg, component)(**kwargs), seed).float()
+    if component == "GPT":
+        batch = gpt_batch(kwargs["vocab_size"], seed)
+    else:
+        batch = seq2seq_batch(kwargs["src_vocab_size"], kwargs["tgt_vocab_size"], seed)
+    case = case_str(**kwargs, seed=seed) + f"; {batch.what}"
+    sub.notes["curves"] = expect_learns_one_batch(sub, reference, component, kwargs, batch, case)
+
+
+__all__ = [
+    "expect_learns_one_batch",
+    "gpt_batch",
+    "learns_one_batch",
+    "seq2seq_batch",
+    "train_reference",
+]
