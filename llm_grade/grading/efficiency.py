@@ -135,9 +135,7 @@ def _profiles(sub, case: Case, target, reference_module) -> dict[str, Any]:
     """One forward and backward pass of each side under PyTorch's profiler (the learner's in
     the worker, warm from the timing): the operators by self time, ``[name, self_us,
     calls]``, as the report's table; a side that fails gets an ``error`` instead."""
-    import warnings
-
-    from llm_grade.sandbox.executor import operator_table
+    from llm_grade.sandbox.executor import cpu_profiler, operator_table
 
     found: dict[str, Any] = {}
     try:
@@ -147,10 +145,8 @@ def _profiles(sub, case: Case, target, reference_module) -> dict[str, Any]:
         found["learner_error"] = f"not profiled: {type(exc).__name__}"
     args = case.inputs()
     reference_module.zero_grad(set_to_none=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the non-Kineto backend's deprecation notice
-        with torch.autograd.profiler.profile(use_kineto=False) as prof:
-            reference_module(*args).float().sum().backward()
+    with cpu_profiler() as prof:
+        reference_module(*args).float().sum().backward()
     found["reference"] = operator_table(prof, PROFILE_TOP)
     return found
 

@@ -49,6 +49,12 @@ def randomize_(module: nn.Module, seed: int) -> nn.Module:
     return module
 
 
+def module_paths(keys: list[str]) -> list[str]:
+    """The modules that hold these state_dict keys (``blocks.0.ffn.fc1.weight`` ->
+    ``blocks.0.ffn.fc1``), sorted, each once."""
+    return sorted({k.rsplit(".", 1)[0] if "." in k else k for k in keys})
+
+
 def state_dict_message(component: str, report: StateDictReport, call: str = "") -> str:
     """``expected attribute `q_proj` in MultiHeadAttention, found `query`, ...``; for a shape
     that differs, which constructor arguments the expected sizes are (from ``call``, the
@@ -56,14 +62,11 @@ def state_dict_message(component: str, report: StateDictReport, call: str = "") 
     from llm_grade.engine.feedback import size_names
 
     names = size_names(call) if call else {}
-
-    def heads(keys: list[str]) -> list[str]:
-        return sorted({k.rsplit(".", 1)[0] if "." in k else k for k in keys})
-
     parts = []
     if report.missing:
-        expected = ", ".join(f"`{k}`" for k in heads(report.missing))
-        found = ", ".join(f"`{k}`" for k in heads(report.unexpected)) or "nothing in its place"
+        expected = ", ".join(f"`{k}`" for k in module_paths(report.missing))
+        found = ", ".join(f"`{k}`" for k in module_paths(report.unexpected))
+        found = found or "nothing in its place"
         parts.append(f"expected attribute {expected} in {component}, found {found}")
     elif report.unexpected:
         biases = [k for k in report.unexpected if k.endswith(".bias")]

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from llm_grade.grading.compare import CheckFailure, expect_tensor
 from llm_grade.grading.outcomes import LearnerError, StateDictReport, WorkerFailure
+from llm_grade.grading.pairs import module_paths, state_dict_message
 
 STEPS = 20
 LR = 1e-2
@@ -214,22 +215,19 @@ NO_GRADIENT = (
 )
 
 
-def _heads(keys: list[str]) -> list[str]:
-    return sorted({k.rsplit(".", 1)[0] if "." in k else k for k in keys})
+def _listed(heads: list[str]) -> str:
+    return ", ".join(f"`{h}`" for h in heads[:6]) + (" ..." if len(heads) > 6 else "")
 
 
 def unregistered_message(component: str, report: StateDictReport) -> tuple[str, str]:
     """What the learner's parameters lack, and why that stops training (message, hint)."""
-    heads = _heads(report.missing)
-    listed = ", ".join(f"`{h}`" for h in heads[:6]) + (" ..." if len(heads) > 6 else "")
-    message = (
-        f"{component}'s parameters lack {listed}: the optimizer never sees them, so they "
-        "never train (and the model's weights cannot be loaded or saved)."
-    )
     if report.shape_mismatch or not report.missing:
-        from llm_grade.grading.pairs import state_dict_message
-
         return state_dict_message(component, report), ""
+    heads = module_paths(report.missing)
+    message = (
+        f"{component}'s parameters lack {_listed(heads)}: the optimizer never sees them, so "
+        "they never train (and the model's weights cannot be loaded or saved)."
+    )
     indexed = any(part.isdigit() for h in heads for part in h.split("."))
     return message, UNREGISTERED_LIST if indexed else UNREGISTERED_TENSOR
 
@@ -271,11 +269,9 @@ def expect_learns_one_batch(
             hint=NO_GRADIENT,
         )
     if frozen:
-        heads = _heads(frozen)
-        listed = ", ".join(f"`{h}`" for h in heads[:6]) + (" ..." if len(heads) > 6 else "")
         raise CheckFailure(
-            f"While training, no gradient reaches {listed} ({len(frozen)} of "
-            f"{len(moved)} parameter tensors), so AdamW never changes them.",
+            f"While training, no gradient reaches {_listed(module_paths(frozen))} "
+            f"({len(frozen)} of {len(moved)} parameter tensors), so AdamW never changes them.",
             counterexample=case,
             hint=NO_GRADIENT,
         )

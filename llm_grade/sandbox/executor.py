@@ -20,7 +20,9 @@ import importlib
 import importlib.util
 import itertools
 import sys
-from contextlib import nullcontext
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +46,22 @@ GRADER_IDS = 1 << 40  # object ids from here on are chosen by the grader (deferr
 _package_ids = itertools.count()
 
 
+@contextmanager
+def cpu_profiler() -> Iterator[Any]:
+    """PyTorch's profiler with its CPU backend without Kineto (milliseconds to start, where
+    Kineto takes a second), its deprecation notice silenced; yields the profile."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with torch.autograd.profiler.profile(use_kineto=False) as prof:
+            yield prof
+
+
 def start_profiler_thread() -> None:
     """Start PyTorch's profiler once, empty: its first use starts a thread that stays, and
     the grader counts a thread left after a request against the learner's code (it is
     started before the grader's census of an idle worker, so ``op_profile`` leaves none)."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with torch.autograd.profiler.profile(use_kineto=False):
-            pass
+    with cpu_profiler():
+        pass
 
 
 def operator_table(prof: Any, top: int = 10) -> list:
@@ -318,13 +326,7 @@ class Executor(ModuleOps):
         self, target: dict, method: str | None, args: list, kwargs: dict, seed: int = 0
     ) -> dict:
         """Backpropagate a fixed random projection of the output; return each parameter's grad."""
-        obj = self._obj(target)
-        obj.zero_grad(set_to_none=True)
-        out = self.op_call(target, method, args, kwargs, grad=True)
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        if not isinstance(out, torch.Tensor):
-            raise TypeError(f"forward returned a {type(out).__name__}, not a tensor")
+        out = self._forward_for_backward(target, method, args, kwargs)
         weights = torch.randn(
             out.shape,
             generator=torch.Generator().manual_seed(seed),
@@ -332,9 +334,26 @@ class Executor(ModuleOps):
         )
         with self.guard.active():
             (out * weights.to(out.device)).sum().backward()
+        return self._gradients_of(target)
+
+    def _forward_for_backward(
+        self, target: dict, method: str | None, args: list, kwargs: dict, watch: bool = True
+    ) -> torch.Tensor:
+        """Zero the module's gradients and call it with gradients enabled: its output (the
+        first, for a tuple), which must be a tensor."""
+        self._obj(target).zero_grad(set_to_none=True)
+        out = self.op_call(target, method, args, kwargs, grad=True, watch=watch)
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"forward returned a {type(out).__name__}, not a tensor")
+        return out
+
+    def _gradients_of(self, target: dict) -> dict:
+        """Every named parameter's gradient (None where it has none), as plain tensors."""
         return {
             name: (None if p.grad is None else p.grad.detach().clone())
-            for name, p in obj.named_parameters()
+            for name, p in self._obj(target).named_parameters()
         }
 
     def op_profile(
@@ -344,19 +363,11 @@ class Executor(ModuleOps):
         (its CPU backend without Kineto: milliseconds to start, where Kineto takes a
         second); the ``top`` operators by self time, ``[name, self_us, calls]`` each, for
         the report. Informational: nothing is scored from it."""
-        import warnings
-
-        obj = self._obj(target)
-        obj.zero_grad(set_to_none=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the backend's deprecation notice
-            with torch.autograd.profiler.profile(use_kineto=False) as prof:
-                out = self.op_call(target, method, args, kwargs, grad=True, watch=False)
-                if isinstance(out, (tuple, list)):
-                    out = out[0]
-                if isinstance(out, torch.Tensor) and out.requires_grad:
-                    with self.guard.active():
-                        out.float().sum().backward()
+        with cpu_profiler() as prof:
+            out = self._forward_for_backward(target, method, args, kwargs, watch=False)
+            if out.requires_grad:
+                with self.guard.active():
+                    out.float().sum().backward()
         return operator_table(prof, top)
 
     def op_train_step(
@@ -377,15 +388,9 @@ class Executor(ModuleOps):
             raise _StateDictMismatch(
                 {"kind": "state_dict", "component": target.get("component", ""), **report}
             )
-        obj = self._obj(target)
-        obj.zero_grad(set_to_none=True)
         # without the forbidden-operator watch (a Python callback on every operator): every
         # component's own checks watched this code, and no score depends on what it calls here
-        out = self.op_call(target, method, args, kwargs, grad=True, watch=False)
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        if not isinstance(out, torch.Tensor):
-            raise TypeError(f"forward returned a {type(out).__name__}, not a tensor")
+        out = self._forward_for_backward(target, method, args, kwargs, watch=False)
         targets = self._on_device(self._resolve(targets))
         if out.requires_grad and out.is_floating_point() and out.shape[:-1] == targets.shape:
             with self.guard.active():
@@ -393,13 +398,7 @@ class Executor(ModuleOps):
                     out.float().reshape(-1, out.shape[-1]), targets.reshape(-1)
                 )
                 loss.backward()
-        return {
-            "logits": out.detach(),
-            "grads": {
-                name: (None if p.grad is None else p.grad.detach().clone())
-                for name, p in obj.named_parameters()
-            },
-        }
+        return {"logits": out.detach(), "grads": self._gradients_of(target)}
 
 
 __all__ = [
