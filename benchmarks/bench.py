@@ -337,9 +337,7 @@ def warm_grades(runs: int) -> dict:
     os.environ.update(LLM_GRADE_SERVER="1", LLM_GRADE_SERVER_NAME=name)
     try:
         start, _ = run(llm_grade() + ["server", "start", str(REFERENCE)])
-        softmax = median_wall(
-            llm_grade() + ["grade", str(REFERENCE), "-q", "-k", "softmax"], runs
-        )
+        softmax = median_wall(llm_grade() + ["grade", str(REFERENCE), "-q", "-k", "softmax"], runs)
         full = median_wall(llm_grade() + ["grade", str(REFERENCE), "-q"], runs)
         served = run(llm_grade() + ["server", "status"], check=False)[1].stdout.strip()
         run(llm_grade() + ["server", "stop"])
@@ -353,6 +351,7 @@ def measure(
     runs: int, with_batch: bool, batch_size: int, class_size: int, with_otter: bool = False
 ) -> dict:
     os.environ["LLM_GRADE_SERVER"] = "0"  # cold runs are cold (a warm server is measured apart)
+
     def step(name: str) -> None:
         print(f"  measuring {name} ...", file=sys.stderr, flush=True)
 
@@ -395,6 +394,10 @@ def measure(
     step("llm-grade grade --jobs 1 (the checks' two groups one after the other)")
     m["grade_jobs1"] = median_wall(
         llm_grade() + ["grade", str(REFERENCE), "--isolation", "process", "--jobs", "1"], runs
+    )
+    step("llm-grade grade --train (the full grade and both models trained on their tasks)")
+    m["grade_train"] = median_wall(
+        llm_grade() + ["grade", str(REFERENCE), "--isolation", "process", "-q", "--train"], 1
     )
     step("pytest graders/ in-process")
     m["pytest_in_process"] = median_wall(PYTEST, runs)
@@ -440,6 +443,10 @@ def report(m: dict) -> list[tuple]:
     row("cold: grade --isolation process (full grade)", grade, "s", "< 10 s", grade < 10)
     row("  ... the same with --jobs 1", med("grade_jobs1"))
     row("  ... as a multiple of the floor", grade / floor, "x", "<= 2x", grade / floor <= 2)
+    if m.get("grade_train"):
+        trained = med("grade_train")
+        row("cold: grade --train (1 run)", trained, "s", "< 60 s", trained < 60)
+        row("  ... of which training on the tasks", trained - grade)
     softmax = med("softmax_only")
     row("cold: grade -k softmax (one component)", softmax)
     row(

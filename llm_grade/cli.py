@@ -53,7 +53,19 @@ def init(dest: Path) -> None:
     is_flag=True,
     help="Grade the bundled example submission (a reference copy with typical bugs).",
 )
-@click_options("out", "rubric", "isolation", "view", "select", "device", "jobs", "sandbox", "hide")
+@click_options(
+    "out",
+    "rubric",
+    "isolation",
+    "view",
+    "select",
+    "device",
+    "jobs",
+    "sandbox",
+    "hide",
+    "train",
+    "train_seed",
+)
 @click.option(
     "--fail-under",
     type=float,
@@ -81,6 +93,8 @@ def grade(
     jobs: int | None,
     sandbox: str,
     hide: tuple[Path, ...],
+    train: bool,
+    train_seed: int,
     fail_under: float | None,
     feedback_notebook: Path | None,
     quiet: int,
@@ -132,6 +146,8 @@ def grade(
         jobs=resolved_jobs(jobs),
         sandbox=sandbox,
         hide=hide,
+        train=train,
+        train_seed=train_seed,
     )
     try:
         result = run_grade(options=options, verbosity=max(-1, min(1, verbose - quiet)))

@@ -79,7 +79,7 @@ def test_pytest_options_are_generated_and_namespaced():
     add_pytest_options(parser)
     group = parser.getgroup("llm-grade")
     flags = {name for opt in group.options for name in opt.names()}
-    expected = {f"--{PYTEST_PREFIX}{f.name}" for f in fields(GradingOptions)}
+    expected = {f"--{PYTEST_PREFIX}{f.name.replace('_', '-')}" for f in fields(GradingOptions)}
     expected -= {"--grade-select"}  # pytest's own -k
     assert flags == expected
     assert all(flag.startswith("--grade-") for flag in flags)
@@ -97,7 +97,8 @@ def _literals(path: Path) -> set[str]:
 def test_each_option_name_appears_once_in_the_source():
     """No flag of a grading option (``--isolation``, ``--grade-jobs``...) or of the worker
     (``--fd-in``...) is spelled out anywhere in llm_grade/ but the one definition."""
-    spelled = {f"--{name}" for name in NAMES} | {f"--{PYTEST_PREFIX}{name}" for name in NAMES}
+    dashed = {name.replace("_", "-") for name in NAMES}
+    spelled = {f"--{name}" for name in dashed} | {f"--{PYTEST_PREFIX}{name}" for name in dashed}
     spelled |= {f"--{n}" for n in DEPRECATED_PYTEST} | {flag for flag, _, _ in WORKER_ARGUMENTS}
     spelled |= {"-j"}
     definition = REPO / "llm_grade" / "engine" / "options.py"
@@ -138,6 +139,26 @@ def test_values_are_validated_where_they_are_defined():
         f"--grade-submission={REFERENCE}",
         "--grade-jobs=2",
     ]
+
+
+@pytest.mark.filterwarnings("ignore:A private pytest class")
+def test_a_switch_is_a_flag_everywhere():
+    assert GradingOptions().train is False
+    assert GradingOptions(train="true").train is True  # (an ini file's value)
+    assert GradingOptions(train="off").train is False
+    with pytest.raises(OptionError, match="train 'maybe': expected true or false"):
+        GradingOptions(train="maybe")
+    options = GradingOptions(train=True, train_seed=3)
+    assert options.pytest_args() == ["--grade-train", "--grade-train-seed=3"]
+    assert options.cli_args()[-3:] == ["--train", "--train-seed", "3"]
+    assert "--train" not in GradingOptions().cli_args()
+    parser = pytest.Parser()
+    from llm_grade.engine.options import add_pytest_options
+
+    add_pytest_options(parser)
+    parsed = parser.parse(["--grade-train", "--grade-train-seed=3"])
+    assert (parsed.grade_train, parsed.grade_train_seed) == (True, "3")
+    assert parser.parse([]).grade_train is None  # not given: the ini file, else the default
 
 
 def test_an_unrelated_project_with_its_own_device_option_runs(tmp_path):

@@ -156,6 +156,21 @@ class GradingOptions:
         pytest=False,  # pytest's own -k
         metavar="EXPR",
     )
+    train: bool = option(
+        False,
+        "also train your GPT and Transformer on small synthetic tasks (a few hundred AdamW "
+        "steps each, about 20 s) and report how well they learned them next to the "
+        "reference: informational, no points",
+        kind=bool,
+    )
+    train_seed: int = option(
+        0,
+        "with --train: the seed of the models' first weights, the batches and the held-out inputs",
+        kind=int,
+        low=0,
+        high=2**31 - 1,
+        metavar="N",
+    )
     part: Path | None = option(
         None,
         "internal: run only the second group of checks and save its results in this folder",
@@ -194,8 +209,10 @@ class GradingOptions:
                 if name == "select":
                     args += ["-k", value]
                 continue
-            flag = f"--{PYTEST_PREFIX}{name}"
-            if f.metadata["multiple"]:
+            flag = f"--{PYTEST_PREFIX}{_dashed(name)}"
+            if f.metadata["kind"] is bool:  # (changed: so on)
+                args.append(flag)
+            elif f.metadata["multiple"]:
                 args += [f"{flag}={v}" for v in value]
             else:
                 args.append(f"{flag}={value}")
@@ -210,7 +227,10 @@ class GradingOptions:
             value = getattr(self, f.name)
             if flags is None or value is None or (f.metadata["multiple"] and not value):
                 continue
-            flag = flags[0] if flags else f"--{f.name}"
+            flag = flags[0] if flags else f"--{_dashed(f.name)}"
+            if f.metadata["kind"] is bool:
+                args += [flag] if value else []
+                continue
             values = value if f.metadata["multiple"] else (value,)
             for v in values:
                 args += [flag, str(v)]
@@ -222,6 +242,8 @@ def _convert(f: dataclasses.Field, value: Any) -> Any:
     if value is None or value == "":
         return None if not meta["multiple"] else value
     kind = meta["kind"]
+    if kind is bool:
+        return _boolean(f.name, value)
     try:
         if kind is Path:
             value = Path(value)
@@ -243,6 +265,19 @@ def _convert(f: dataclasses.Field, value: Any) -> Any:
     return value
 
 
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _boolean(name: str, value: Any) -> bool:
+    """A switch: a bool, or (from an ini file) true/false, yes/no, on/off, 1/0."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE + _FALSE:
+        return text in _TRUE
+    raise OptionError(f"{name} {value!r}: expected true or false")
+
+
 def resolved_jobs(jobs: int | None) -> int:
     """The command line's ``--jobs``: as given, else 2 on a machine with two or more cores."""
     return jobs if jobs is not None else _default_jobs()
@@ -260,7 +295,7 @@ def click_options(*names: str, **overrides: dict[str, Any]):
         for name in reversed(names):
             f = GradingOptions.__dataclass_fields__[name]
             meta = {**f.metadata, **overrides.get(name, {})}
-            flags = meta["cli"] or (f"--{name}",)
+            flags = meta["cli"] or (f"--{_dashed(name)}",)
             if meta["choices"]:
                 ptype: Any = click.Choice(list(meta["choices"]))
             elif meta["kind"] is Path:
@@ -270,6 +305,16 @@ def click_options(*names: str, **overrides: dict[str, Any]):
             else:
                 ptype = str
             default = meta["cli_default"]
+            if meta["kind"] is bool:
+                command = click.option(
+                    *flags,
+                    name,
+                    is_flag=True,
+                    default=default,
+                    help=_sentence(meta["help"]),
+                )(command)
+                command.__click_params__[-1].llm_grade_option = name
+                continue
             show = default is not None and not meta["multiple"]
             command = click.option(
                 *flags,
@@ -284,6 +329,11 @@ def click_options(*names: str, **overrides: dict[str, Any]):
         return command
 
     return decorate
+
+
+def _dashed(name: str) -> str:
+    """An option's flag spelling: ``train_seed`` -> ``train-seed``."""
+    return name.replace("_", "-")
 
 
 def _sentence(text: str) -> str:
@@ -305,15 +355,24 @@ def add_pytest_options(parser) -> None:
         help_text = f"{meta['help']} (default: {shown})"
         if meta["multiple"]:
             help_text += f"; in the ini file, separated by {os.pathsep!r}"
-        group.addoption(
-            f"--{PYTEST_PREFIX}{f.name}",
-            dest=f"grade_{f.name}",
-            default=None,
-            action="append" if meta["multiple"] else "store",
-            choices=list(meta["choices"]) or None,
-            metavar=meta["metavar"],
-            help=help_text,
-        )
+        if meta["kind"] is bool:
+            group.addoption(
+                f"--{PYTEST_PREFIX}{_dashed(f.name)}",
+                dest=f"grade_{f.name}",
+                default=None,
+                action="store_true",
+                help=help_text,
+            )
+        else:
+            group.addoption(
+                f"--{PYTEST_PREFIX}{_dashed(f.name)}",
+                dest=f"grade_{f.name}",
+                default=None,
+                action="append" if meta["multiple"] else "store",
+                choices=list(meta["choices"]) or None,
+                metavar=meta["metavar"],
+                help=help_text,
+            )
         parser.addini(f"grade_{f.name}", help_text, default=None)
 
 

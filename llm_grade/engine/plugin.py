@@ -256,7 +256,8 @@ class GradingPlugin:
                         self.reporter.check_done(result)
             self.helper.close()
             self.helper = None
-        result = self.session.finish()
+        progress = getattr(self.reporter, "training", None)
+        result = self.session.finish(progress=progress)
         if self.reporter is not None and self.session.order:
             self.reporter.finish(
                 result, learner_view=self.session.learner_view, notes=self.notes(result)

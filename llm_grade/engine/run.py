@@ -73,9 +73,10 @@ def grade(
 
     ``options`` (a :class:`GradingOptions`) or keyword arguments naming its fields (``out``,
     ``rubric``, ``isolation``, ``view``, ``select``, ``device``, ``jobs``, ``sandbox``,
-    ``hide``) say how; ``out`` gets ``results.json``. Unless ``quiet``, the run prints its
-    :class:`~llm_grade.output.terminal.TerminalReport` (``verbosity`` -1: the table only, 1:
-    every check); ``extra`` are more pytest arguments (a Hypothesis profile, say).
+    ``hide``, ``train``, ``train_seed``) say how; ``out`` gets ``results.json``. Unless
+    ``quiet``, the run prints its :class:`~llm_grade.output.terminal.TerminalReport`
+    (``verbosity`` -1: the table only, 1: every check); ``extra`` are more pytest arguments
+    (a Hypothesis profile, say).
 
     ``submission`` may also be a ``.zip``, a notebook (``.ipynb``) or a ``.py`` script: it is
     unpacked or extracted into a folder first (see :mod:`llm_grade.notebook.extract`), and the

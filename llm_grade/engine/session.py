@@ -495,9 +495,11 @@ class GradingSession:
             "submission_sha256": content_hash(self.submission_path),
         }
 
-    def finish(self) -> GradeResult:
+    def finish(self, progress=None) -> GradeResult:
         """Assemble the results, draw the report's pictures (a handful of calls through the
-        same handle), write results.json, and release everything the run held."""
+        same handle), time the components, with ``--train`` train the models on their tasks
+        (``progress(component, task, step, steps)`` meanwhile), write results.json, and
+        release everything the run held."""
         result = self.assemble()
         out = self.options.out
         # without results.json, only the worked example, for the terminal when attention fails
@@ -518,6 +520,12 @@ class GradingSession:
                 order = [c.component for c in CASES]
                 timed = dict(sorted(self._timed.items(), key=lambda kv: order.index(kv[0])))
                 result.artifacts = {**(result.artifacts or {}), "efficiency": timed}
+        if self._handle is not None and self.options.train and not self.options.part:
+            from llm_grade.output.text import clean_tree
+
+            tasks = clean_tree(self.train_models(result, progress))  # (learner messages)
+            if tasks:
+                result.artifacts = {**(result.artifacts or {}), "tasks": tasks}
         if out:
             result.write_json(Path(out) / "results.json")
         self.close()
@@ -545,6 +553,27 @@ class GradingSession:
             self._timed.update(measure(self._handle, self.reference(), todo, ratio))
         except WorkerFailure:
             return
+
+    def train_models(self, result: GradeResult, progress=None) -> dict:
+        """``--train``: the learner's GPT and Transformer, where written, trained on their
+        synthetic tasks next to the reference (informational, no points; see
+        :mod:`llm_grade.grading.tasks`)."""
+        from llm_grade.grading.tasks import TASKS, train_tasks
+
+        written = {
+            c.name
+            for c in result.components
+            if c.status != "not_implemented" and c.name in {t.component for t in TASKS}
+        }
+        if not written:
+            return {}
+        if any(kind == "timeout" for kind, _ in self._handle.too_slow.values()):
+            why = "not trained: a component did not finish in time while it was graded"
+            return {name: {"error": why} for name in sorted(written)}
+        self._handle.begin_check("")
+        return train_tasks(
+            self._handle, self.reference(), written, self.options.train_seed, progress
+        )
 
     def close(self) -> None:
         """Close the handle (or the unused worker), remove the staged copy, and end this

@@ -21,6 +21,7 @@ only compared with itself and the bound is wide.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +66,7 @@ class AdamW:
     def __init__(self, params: list[torch.Tensor], lr: float, weight_decay: float = 0.01):
         self.params, self.lr, self.wd = list(params), lr, weight_decay
         self.betas, self.eps = (0.9, 0.999), 1e-8
-        self.state: dict[int, tuple[int, torch.Tensor, torch.Tensor]] = {}
+        self.state: dict[int, list] = {}  # index -> [steps, exp_avg, exp_avg_sq]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
@@ -73,40 +74,63 @@ class AdamW:
 
     @torch.no_grad()
     def step(self) -> None:
+        """One step for every parameter with a gradient, with torch's ``_foreach`` kernels
+        (the same arithmetic as a loop over the parameters, in a few calls instead of a
+        few hundred: most of a tiny model's optimizer time is the calls)."""
         b1, b2 = self.betas
-        for i, p in enumerate(self.params):
-            if p.grad is None:
-                continue
-            t, m, v = self.state.get(i, (0, torch.zeros_like(p), torch.zeros_like(p)))
-            t += 1
-            p.mul_(1 - self.lr * self.wd)
-            m.lerp_(p.grad, 1 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            denom = (v.sqrt() / (1 - b2**t) ** 0.5).add_(self.eps)
-            p.addcdiv_(m, denom, value=-self.lr / (1 - b1**t))
-            self.state[i] = (t, m, v)
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if not live:
+            return
+        for i in live:
+            p = self.params[i]
+            if i not in self.state:
+                self.state[i] = [0, torch.zeros_like(p), torch.zeros_like(p)]
+            self.state[i][0] += 1
+        params = [self.params[i] for i in live]
+        grads = [p.grad for p in params]
+        m = [self.state[i][1] for i in live]
+        v = [self.state[i][2] for i in live]
+        steps = [self.state[i][0] for i in live]
+        torch._foreach_mul_(params, 1 - self.lr * self.wd)
+        torch._foreach_lerp_(m, grads, 1 - b1)
+        torch._foreach_mul_(v, b2)
+        torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_div_(denom, [(1 - b2**t) ** 0.5 for t in steps])
+        torch._foreach_add_(denom, self.eps)
+        torch._foreach_addcdiv_(params, m, denom, [-self.lr / (1 - b1**t) for t in steps])
 
 
 def _loss(logits: torch.Tensor, targets: torch.Tensor) -> float:
     return float(F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1)))
 
 
-def train_reference(model: torch.nn.Module, batch: Batch, steps: int = STEPS, lr: float = LR):
-    """The reference trained in this process: (losses before each step and after the last,
-    the names of the parameters whose gradient was ever non-zero)."""
+def _at(value, step: int):
+    """A per-step value: ``value(step)`` when it is a schedule, else ``value``."""
+    return value(step) if callable(value) else value
+
+
+def train_reference(
+    model: torch.nn.Module, batch, steps: int = STEPS, lr=LR, *, final: bool = True
+):
+    """The reference trained in this process: (losses before each step, and after the last
+    when ``final``; the names of the parameters whose gradient was ever non-zero).
+    ``batch`` and ``lr`` are a :class:`Batch` and a float, or a step's (``batch(step)``)."""
     model.train()
-    opt = AdamW(list(model.parameters()), lr=lr)
+    opt = AdamW(list(model.parameters()), lr=_at(lr, 0))
     losses, moved = [], set()
-    for _ in range(steps):
+    for step in range(steps):
+        data, opt.lr = _at(batch, step), _at(lr, step)
         opt.zero_grad(set_to_none=True)
-        logits = model(*batch.args)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1))
+        logits = model(*data.args)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), data.targets.reshape(-1))
         loss.backward()
         moved |= {n for n, p in model.named_parameters() if p.grad is not None and p.grad.any()}
         opt.step()
         losses.append(float(loss.detach()))
-    with torch.no_grad():
-        losses.append(_loss(model(*batch.args), batch.targets))
+    if final:
+        with torch.no_grad():
+            losses.append(_loss(model(*batch.args), batch.targets))
     return losses, moved
 
 
@@ -115,6 +139,8 @@ class LearnerRun:
     losses: list[float]
     got_gradient: set[str]  # parameters whose gradient was ever non-zero
     first_logits: torch.Tensor
+    state: dict[str, torch.Tensor]  # the trained weights
+    stopped: bool = False  # at the deadline, before the last step
 
 
 def _plain_gradient(g: Any, like: torch.Tensor) -> torch.Tensor | None:
@@ -131,21 +157,30 @@ def train_learner(
     student: dict,
     initial: dict[str, torch.Tensor],
     trainable: list[str],
-    batch: Batch,
+    batch,
     case: str,
     steps: int = STEPS,
-    lr: float = LR,
+    lr=LR,
+    *,
+    final: bool = True,
+    deadline: float | None = None,
+    progress=None,
 ) -> LearnerRun | None:
     """Train the learner's model with the optimizer on this side (see the module docstring);
-    None when it does not run at all (it crashes, or its first logits are not finite)."""
+    None when it does not run at all (it crashes, or its first logits are not finite).
+    ``batch`` and ``lr`` as in :func:`train_reference`; past ``deadline`` (a
+    ``time.monotonic()`` value) the run stops early; ``progress(step)`` after each step."""
     params = {n: initial[n].detach().clone().requires_grad_(True) for n in trainable}
-    opt = AdamW(list(params.values()), lr=lr)
-    shape = (*batch.targets.shape, None)
-    losses, got, first = [], set(), None
+    opt = AdamW(list(params.values()), lr=_at(lr, 0))
+    losses, got, first, stopped = [], set(), None, False
     for step in range(steps):
+        if deadline is not None and step and time.monotonic() > deadline:
+            stopped = True
+            break
+        data, opt.lr = _at(batch, step), _at(lr, step)
         state = {**initial, **{n: p.detach().clone() for n, p in params.items()}}
         try:
-            reply = sub.train_step(student, *batch.args, state_dict=state, targets=batch.targets)
+            reply = sub.train_step(student, *data.args, state_dict=state, targets=data.targets)
         except (LearnerError, WorkerFailure):  # (a hang in a part: as GPT.mixed_precision)
             if step:
                 raise
@@ -154,10 +189,10 @@ def train_learner(
         value = reply.get("logits")
         if step == 0 and type(value) is torch.Tensor and not bool(value.isfinite().all()):
             return None  # likewise: NaN before any training is a component's own bug
-        logits = _logits(value, shape, case, step)
+        logits = _logits(value, (*data.targets.shape, None), case, step)
         if first is None:
             first = logits
-        losses.append(_loss(logits, batch.targets))
+        losses.append(_loss(logits, data.targets))
         grads = reply.get("grads") if isinstance(reply.get("grads"), dict) else {}
         opt.zero_grad(set_to_none=True)
         for name, p in params.items():
@@ -166,9 +201,12 @@ def train_learner(
                 p.grad = g
                 got.add(name)
         opt.step()
+        if progress is not None:
+            progress(step + 1)
     state = {**initial, **{n: p.detach().clone() for n, p in params.items()}}
-    losses.append(_loss(_forward(sub, student, state, batch, case, steps), batch.targets))
-    return LearnerRun(losses, got, first)
+    if final:
+        losses.append(_loss(_forward(sub, student, state, batch, case, steps), batch.targets))
+    return LearnerRun(losses, got, first, state, stopped)
 
 
 def _logits(value: Any, shape: tuple, case: str, step: int) -> torch.Tensor:

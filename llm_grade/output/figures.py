@@ -318,6 +318,27 @@ def _curve(values: Any) -> list[float] | None:
     return [float(v) for v in values]
 
 
+def _chart(ref: list[float], mine: list[float] | None, width: int, height: int) -> dict:
+    """Two loss curves as SVG polyline points on one scale (0 at the bottom, the y axis at
+    x = 28)."""
+    top = max(ref + (mine or [])) * 1.05 or 1.0
+
+    def points(values: list[float]) -> str:
+        step = (width - 34) / max(1, len(values) - 1)
+        return " ".join(
+            f"{28 + i * step:.1f},{6 + (height - 26) * (1 - v / top):.1f}"
+            for i, v in enumerate(values)
+        )
+
+    return {
+        "width": width,
+        "height": height,
+        "top": f"{top:.2g}",
+        "reference": points(ref),
+        "learner": points(mine) if mine else "",
+    }
+
+
 def training_view(components: Any, width: int = 360, height: int = 150) -> list[dict] | None:
     """The training checks' loss curves (``CheckResult.curves``: the learner's model and the
     reference, trained the same way) as SVG polylines for the report, one chart a model."""
@@ -330,26 +351,13 @@ def training_view(components: Any, width: int = 360, height: int = 150) -> list[
             ref, mine = _curve(data.get("reference")), _curve(data.get("learner"))
             if ref is None:
                 continue
-            top = max(ref + (mine or [])) * 1.05 or 1.0
-
-            def points(values: list[float], top: float = top) -> str:
-                step = (width - 34) / max(1, len(values) - 1)  # the y axis at x = 28
-                return " ".join(
-                    f"{28 + i * step:.1f},{6 + (height - 26) * (1 - v / top):.1f}"
-                    for i, v in enumerate(values)
-                )
-
             charts.append(
                 {
                     "component": clean(component.name, 60),
                     "title": clean(check.title, 300),
                     "status": check.status,
-                    "width": width,
-                    "height": height,
-                    "top": f"{top:.2g}",
                     "steps": len(ref) - 1,
-                    "reference": points(ref),
-                    "learner": points(mine) if mine else "",
+                    **_chart(ref, mine, width, height),
                     "summary": (
                         f"yours {mine[0]:.2f} -> {mine[-1]:.2f}, reference {ref[0]:.2f} -> "
                         f"{ref[-1]:.2f}"
@@ -359,6 +367,64 @@ def training_view(components: Any, width: int = 360, height: int = 150) -> list[
                 }
             )
     return charts or None
+
+
+def _smoothed(values: list[float] | None, points: int = 100) -> list[float] | None:
+    """A long, noisy curve (a fresh batch each step) as the means of ``points`` windows."""
+    if values is None or len(values) <= points:
+        return values
+    size = len(values) / points
+    return [
+        sum(part) / len(part)
+        for i in range(points)
+        if (part := values[round(i * size) : round((i + 1) * size)])
+    ]
+
+
+def tasks_view(data: Any, width: int = 360, height: int = 150) -> list[dict] | None:
+    """``--train``'s results (``artifacts["tasks"]``): per model its task, the accuracies,
+    the loss curves (smoothed) and a few held-out examples, for the report."""
+    if not isinstance(data, dict):
+        return None
+    views = []
+    for component, entry in data.items():
+        if not isinstance(entry, dict):
+            continue
+        mine = entry.get("learner") if isinstance(entry.get("learner"), dict) else {}
+        ref = entry.get("reference") if isinstance(entry.get("reference"), dict) else {}
+        ref_curve = _smoothed(_curve(ref.get("losses")))
+        my_curve = _smoothed(_curve(mine.get("losses")))
+
+        def share(side: dict) -> str:
+            value = side.get("accuracy")
+            return f"{value:.0%}" if isinstance(value, (int, float)) else "-"
+
+        examples = [
+            {k: clean(e.get(k, ""), 100) for k in ("input", "expected", "got")}
+            for e in entry.get("examples") or []
+            if isinstance(e, dict)
+        ][:6]
+        views.append(
+            {
+                "component": clean(component, 60),
+                "task": clean(entry.get("task", ""), 200),
+                "schedule": clean(entry.get("schedule", ""), 200),
+                "model": clean(entry.get("model", ""), 200),
+                "passed": entry.get("passed") if entry.get("passed") in (True, False) else None,
+                "yours": share(mine),
+                "reference": share(ref),
+                "bound": share({"accuracy": entry.get("bound")}),
+                "held_out": clean(str(entry.get("held_out", "")), 10),
+                "seed": clean(str(entry.get("seed", "")), 12),
+                "chart": _chart(ref_curve, my_curve, width, height) if ref_curve else None,
+                "steps": len(ref.get("losses") or []),
+                "examples": examples,
+                "message": clean(entry.get("message") or entry.get("error") or "", 600),
+                "hint": clean(entry.get("hint") or "", 600),
+                "note": clean(entry.get("note") or "", 300),
+            }
+        )
+    return views or None
 
 
 def artifact_figures(artifacts: Any) -> list[Figure]:

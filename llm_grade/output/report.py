@@ -36,6 +36,7 @@ from llm_grade.output.figures import (
     artifact_figures,
     efficiency_view,
     profile_view,
+    tasks_view,
     training_view,
     worked_example_view,
 )
@@ -91,6 +92,7 @@ def render_submission(result: GradeResult, *, view: str = "learner") -> str:
             worked=worked_example_view((result.artifacts or {}).get("worked_example")),
             efficiency=efficiency_view((result.artifacts or {}).get("efficiency")),
             training=training_view(result.components),
+            tasks=tasks_view((result.artifacts or {}).get("tasks")),
             profile=profile_view((result.artifacts or {}).get("efficiency")),
             isolation=isolation_note(result.isolation),
             isolation_details={

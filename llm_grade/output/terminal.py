@@ -50,6 +50,36 @@ def _row(values: list, width: int = 6) -> str:
     )
 
 
+def _share(value) -> str:
+    return f"{value:.0%}" if isinstance(value, (int, float)) else "-"
+
+
+def _fall(losses) -> str:
+    ok = isinstance(losses, list) and losses and all(isinstance(v, (int, float)) for v in losses)
+    return f"{losses[0]:.2f} -> {losses[-1]:.2f}" if ok else "-"
+
+
+def task_lines(data) -> list[tuple[bool | None, str, list[str]]]:
+    """``--train``'s results (``artifacts["tasks"]``) as (passed, line, detail lines)."""
+    rows = []
+    for component, entry in (data or {}).items():
+        if not isinstance(entry, dict):
+            continue
+        title = f"{component}, {entry.get('task', 'its task')}"
+        if isinstance(entry.get("error"), str):
+            rows.append((None, f"{title}: {entry['error']}", []))
+            continue
+        mine, ref = entry.get("learner") or {}, entry.get("reference") or {}
+        line = (
+            f"{title}: yours {_share(mine.get('accuracy'))} of {entry.get('held_out')} "
+            f"held-out inputs right, the reference {_share(ref.get('accuracy'))} "
+            f"(loss {_fall(mine.get('losses'))}; reference {_fall(ref.get('losses'))})"
+        )
+        detail = [entry[k] for k in ("message", "hint", "note") if isinstance(entry.get(k), str)]
+        rows.append((entry.get("passed"), line, detail))
+    return rows
+
+
 def worked_example_lines(data: dict) -> list[str]:
     """The tiny worked example (curriculum 1.2) as small text tables: the inputs and the
     scores to check by hand, then the weights and the output, expected next to yours, rows
@@ -125,6 +155,30 @@ class TerminalReport:
         if self._progress is not None and first:
             self._progress.update(self._task, advance=1, description=result.component)
         self._print_ready()
+
+    def training(self, component: str, task: str, step: int, steps: int) -> None:
+        """``--train``'s progress: a line when a model's training starts (and a bar on a
+        terminal), then ``step`` of ``steps``."""
+        if step == 0:
+            if self._progress is not None:  # the checks' bar is done
+                self._progress.stop()
+                self._progress = None
+            if self.verbosity >= 0:
+                self.out.print(Text(f"Training {component} to {task} ({steps} steps) ..."))
+            if self._live:
+                self._progress = Progress(
+                    TextColumn("{task.description:<32}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("steps"),
+                    TimeElapsedColumn(),
+                    console=self.out,
+                    transient=True,
+                )
+                self._progress.start()
+                self._task = self._progress.add_task(f"training {component}", total=steps)
+        elif self._progress is not None:
+            self._progress.update(self._task, completed=step)
 
     def problem(self, text: str) -> None:
         """Something that is not a check's result (a grader that does not load)."""
@@ -204,6 +258,32 @@ class TerminalReport:
                 out.print(
                     Text(textwrap.fill(line, width, initial_indent="  ", subsequent_indent="    "))
                 )
+        tasks = task_lines((result.artifacts or {}).get("tasks"))
+        if tasks and self.verbosity >= 0:
+            out.print()
+            out.print(
+                Text(
+                    "Does it learn? (--train; no points: your score does not depend on it)",
+                    style="bold",
+                )
+            )
+            width = min(self.out.width, 100) if self.out.is_terminal else 100
+            for passed, line, detail in tasks:
+                mark, style = {True: ("✓", "green"), False: ("✗", "red")}.get(
+                    passed, ("·", "yellow")
+                )
+                text = Text("  ")
+                text.append(mark, style=style)
+                text.append(" " + textwrap.fill(line, width - 4, subsequent_indent="    "))
+                out.print(text)
+                for more in detail:
+                    out.print(
+                        Text(
+                            textwrap.fill(
+                                more, width, initial_indent="    ", subsequent_indent="    "
+                            )
+                        )
+                    )
         out.print()
         table = format_summary(result).splitlines()
         for line in table[:-1]:

@@ -104,6 +104,7 @@ class Submission(Channel):
         echo_inputs: bool = False,
         autocast: torch.dtype | None = None,
         grad: bool = False,
+        watch: bool = True,
         **kwargs: Any,
     ) -> Any:
         """Call a function (``target`` is its name) or a module's method (``target`` a reference).
@@ -113,6 +114,8 @@ class Submission(Channel):
         With ``autocast`` (``torch.float16`` / ``torch.bfloat16``) the call runs under
         ``torch.autocast`` on the grading device; with ``grad`` gradients are enabled during
         the call (as a training loop would have them), else it runs under ``no_grad``.
+        ``watch=False`` turns the forbidden-operator watch off for a call no score depends on
+        (``--train``'s decoding: the component's own checks watched the same code).
         """
         component = target if isinstance(target, str) else target["component"]
         label = self._label(target)
@@ -130,6 +133,7 @@ class Submission(Channel):
             echo_inputs=echo_inputs,
             autocast=_dtype_name(autocast),
             grad=grad,
+            watch=watch,
         )
 
     def hold(self, value: Any) -> dict:
