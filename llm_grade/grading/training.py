@@ -114,10 +114,12 @@ def train_reference(
     model: torch.nn.Module, batch, steps: int = STEPS, lr=LR, *, final: bool = True
 ):
     """The reference trained in this process: (losses before each step, and after the last
-    when ``final``; the names of the parameters whose gradient was ever non-zero).
-    ``batch`` and ``lr`` are a :class:`Batch` and a float, or a step's (``batch(step)``)."""
+    when ``final``; the names of the parameters whose gradient was ever non-zero, when
+    ``final``, else an empty set). ``batch`` and ``lr`` are a :class:`Batch` and a float, or
+    a step's (``batch(step)``)."""
     model.train()
-    opt = AdamW(list(model.parameters()), lr=_at(lr, 0))
+    named = list(model.named_parameters())
+    opt = AdamW([p for _, p in named], lr=_at(lr, 0))
     losses, moved = [], set()
     for step in range(steps):
         data, opt.lr = _at(batch, step), _at(lr, step)
@@ -125,7 +127,8 @@ def train_reference(
         logits = model(*data.args)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), data.targets.reshape(-1))
         loss.backward()
-        moved |= {n for n, p in model.named_parameters() if p.grad is not None and p.grad.any()}
+        if final:
+            moved |= {n for n, p in named if p.grad is not None and p.grad.any()}
         opt.step()
         losses.append(float(loss.detach()))
     if final:
@@ -143,13 +146,19 @@ class LearnerRun:
     stopped: bool = False  # at the deadline, before the last step
 
 
-def _plain_gradient(g: Any, like: torch.Tensor) -> torch.Tensor | None:
-    """A learner's gradient as a usable tensor, or None (wrong type, shape or not finite)."""
-    if type(g) is not torch.Tensor or tuple(g.shape) != tuple(like.shape):
-        return None
-    if not g.is_floating_point() or not bool(g.isfinite().all()):
-        return None
-    return g.to(like.dtype)
+def _usable_gradients(grads: dict, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The learner's gradients that can be used: plain floating-point tensors of their
+    parameter's shape, finite and not all zero (judged from their norms, in one call)."""
+    kept = {}
+    for name, p in params.items():
+        g = grads.get(name)
+        if type(g) is torch.Tensor and tuple(g.shape) == tuple(p.shape) and g.is_floating_point():
+            kept[name] = g.to(p.dtype)
+    if not kept:
+        return {}
+    norms = torch.stack(torch._foreach_norm(list(kept.values())))  # inf, nan: not finite
+    usable = (norms.isfinite() & (norms > 0)).tolist()
+    return {name: g for (name, g), ok in zip(kept.items(), usable, strict=True) if ok}
 
 
 def train_learner(
@@ -195,11 +204,9 @@ def train_learner(
         losses.append(_loss(logits, data.targets))
         grads = reply.get("grads") if isinstance(reply.get("grads"), dict) else {}
         opt.zero_grad(set_to_none=True)
-        for name, p in params.items():
-            g = _plain_gradient(grads.get(name), p)
-            if g is not None and bool((g != 0).any()):
-                p.grad = g
-                got.add(name)
+        for name, g in _usable_gradients(grads, params).items():
+            params[name].grad = g
+            got.add(name)
         opt.step()
         if progress is not None:
             progress(step + 1)
