@@ -22,34 +22,6 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.dist = "worksteal"
 
 
-# the modules with tests of 10 s or more (pytest --durations), longest first: they run first,
-# so that under -n the long tests are not the last ones, with one worker idle while the other
-# finishes them (worksteal hands each worker a contiguous share, then balances the tails)
-HEAVY_FIRST = (
-    "test_class_batch.py",
-    "test_tasks.py",
-    "test_isolation.py",
-    "test_warm_server.py",
-    "test_variant.py",
-    "test_warm.py",
-    "test_bug_catalogue.py",
-    "test_flakiness.py",
-    "test_batch.py",
-    "test_hostile.py",
-    "test_terminal.py",
-    "test_notebook_roundtrip.py",
-    "test_cluster.py",
-    "test_grading.py",
-)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The heavy modules first (a stable sort: each module's own order, and so its
-    module-scoped fixtures, are kept)."""
-    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(HEAVY_FIRST)))
-
-
 @pytest.fixture
 def reference_copy(tmp_path: Path) -> Path:
     """A fresh, writable copy of the reference as a submission folder."""
