@@ -229,3 +229,16 @@ def test_the_report_view_keeps_to_plain_well_formed_data():
     assert gpt["passed"] is False and len(gpt["examples"]) == 1
     assert len(gpt["chart"]["reference"].split()) == 100  # smoothed to 100 points
     assert tasks_view({"GPT": {"task": "t", "error": "not trained: x"}})[0]["chart"] is None
+
+
+def test_the_reversal_is_asked_on_inputs_it_never_trained_on():
+    held = TRANSFORMER.held_out_of(torch.Generator().manual_seed(1), tasks.HELD_OUT)
+    g = torch.Generator().manual_seed(2)
+    trained = torch.cat([TRANSFORMER.sample(g, 32, held) for _ in range(TRANSFORMER.steps)])
+    asked = {tuple(row) for row in held[:, : tasks.LENGTH].tolist()}
+    seen = {tuple(row) for row in trained[:, : tasks.LENGTH].tolist()}
+    assert len(asked) == tasks.HELD_OUT and not asked & seen
+    assert len(seen) > 0.9 * (tasks.DIGITS**tasks.LENGTH - tasks.HELD_OUT)  # most others are
+    # and the rows are what the task says: the digits, BOS, the digits reversed, EOS
+    row = trained[0].tolist()
+    assert row[4] == tasks.BOS and row[5:9] == row[:4][::-1] and row[9] == tasks.EOS

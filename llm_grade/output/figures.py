@@ -415,6 +415,7 @@ def tasks_view(data: Any, width: int = 360, height: int = 150) -> list[dict] | N
                 "reference": share(ref),
                 "bound": share({"accuracy": entry.get("bound")}),
                 "held_out": clean(str(entry.get("held_out", "")), 10),
+                "unseen": entry.get("unseen") is True,
                 "seed": clean(str(entry.get("seed", "")), 12),
                 "chart": _chart(ref_curve, my_curve, width, height) if ref_curve else None,
                 "steps": len(ref.get("losses") or []),

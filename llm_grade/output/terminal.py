@@ -72,7 +72,8 @@ def task_lines(data) -> list[tuple[bool | None, str, list[str]]]:
         mine, ref = entry.get("learner") or {}, entry.get("reference") or {}
         line = (
             f"{title}: yours {_share(mine.get('accuracy'))} of {entry.get('held_out')} "
-            f"held-out inputs right, the reference {_share(ref.get('accuracy'))} "
+            f"{'held-out ' if entry.get('unseen') is True else ''}inputs right, the reference "
+            f"{_share(ref.get('accuracy'))} "
             f"(loss {_fall(mine.get('losses'))}; reference {_fall(ref.get('losses'))})"
         )
         detail = [entry[k] for k in ("message", "hint", "note") if isinstance(entry.get(k), str)]
