@@ -123,3 +123,21 @@ def test_gpt_is_profiled_next_to_the_reference(graded):
     assert sum(r[2] for r in loop["learner"]) > sum(r[2] for r in loop["reference"])
     html = render_submission(graded["loop"])
     assert "Where GPT's time goes" in html and loop["learner"][0][0] in html
+
+
+def test_the_profiler_leaves_nothing_on_the_learners_terminal():
+    """PyTorch's profiler logs two native lines to stderr as it starts and stops (``USDT:
+    ... profiler_start``): a grade must not show them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from llm_grade.sandbox.executor import cpu_profiler\n"
+        "with cpu_profiler() as prof:\n"
+        "    torch.ones(3).sum()\n"
+        "print(len(prof.key_averages()) > 0)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+    assert out.stderr == ""

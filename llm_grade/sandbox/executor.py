@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import itertools
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -49,11 +50,31 @@ _package_ids = itertools.count()
 @contextmanager
 def cpu_profiler() -> Iterator[Any]:
     """PyTorch's profiler with its CPU backend without Kineto (milliseconds to start, where
-    Kineto takes a second), its deprecation notice silenced; yields the profile."""
-    with warnings.catch_warnings():
+    Kineto takes a second), its deprecation notice silenced, and the two lines its native
+    side writes to stderr as it starts and stops (``USDT: ... profiler_start``) kept off the
+    learner's terminal; yields the profile."""
+    with warnings.catch_warnings(), _native_stderr_to_null():
         warnings.simplefilter("ignore")
         with torch.autograd.profiler.profile(use_kineto=False) as prof:
             yield prof
+
+
+@contextmanager
+def _native_stderr_to_null() -> Iterator[None]:
+    """File descriptor 2 on /dev/null for the block (what C++ code writes there is lost)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to keep quiet
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def start_profiler_thread() -> None:
