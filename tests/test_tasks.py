@@ -134,20 +134,23 @@ def test_without_train_nothing_is_trained():
     assert "tasks" not in (result.artifacts or {})
 
 
-def test_a_transformer_that_cannot_learn_the_task_fails_with_both_accuracies(tmp_path, ref):
-    # the encoder's input without positions: order is lost, reversal cannot be learned
+def test_a_gpt_that_sees_later_tokens_fails_with_both_accuracies(tmp_path, ref):
+    # no causal mask: while training each position reads the token it should predict, so
+    # the loss falls, but greedy generation (where that token is not there yet) fails
     folder = _copy(
         tmp_path,
-        find="        return self.encoder(self.pos_encoding(self.src_embed(src)), src_mask)",
-        edit="        return self.encoder(self.src_embed(src), src_mask)",
+        module="blocks",
+        find="        allowed = causal_mask(x.size(1), device=x.device)  # (T, T)",
+        edit="        allowed = torch.ones(x.size(1), x.size(1), dtype=torch.bool)",
     )
-    entry = _run(folder, ref, TRANSFORMER)
+    entry = _run(folder, ref, GPT)
     assert entry["passed"] is False
     assert entry["learner"]["accuracy"] < 0.3 <= entry["reference"]["accuracy"] - tasks.MARGIN
+    assert entry["learner"]["losses"][-1] < entry["reference"]["losses"][-1]  # it "learned"
     assert "learned less than the reference" in entry["message"]
     assert f"{entry['learner']['accuracy']:.0%}" in entry["message"]
-    assert "positional encoding" in entry["hint"]
-    (line,) = task_lines({"Transformer": entry})
+    assert "causal mask" in entry["hint"]
+    (line,) = task_lines({"GPT": entry})
     assert line[0] is False and "the reference" in line[1]
 
 

@@ -137,17 +137,21 @@ class TerminalReport:
         if title and self.verbosity >= 0:
             self.out.print(Text(title, style="bold"))
         if self._live and checks:
-            self._progress = Progress(
-                TextColumn("{task.description:<32}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("checks"),
-                TimeElapsedColumn(),
-                console=self.out,
-                transient=True,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task("grading", total=len(checks))
+            self._start_bar("grading", len(checks), "checks")
+
+    def _start_bar(self, description: str, total: int, unit: str) -> None:
+        """The progress bar under the printed lines (a terminal only; gone when it stops)."""
+        self._progress = Progress(
+            TextColumn("{task.description:<32}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn(unit),
+            TimeElapsedColumn(),
+            console=self.out,
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(description, total=total)
 
     def check_done(self, result: CheckResult) -> None:
         """A check's result (from either process); prints what is complete now."""
@@ -167,17 +171,7 @@ class TerminalReport:
             if self.verbosity >= 0:
                 self.out.print(Text(f"Training {component} to {task} ({steps} steps) ..."))
             if self._live:
-                self._progress = Progress(
-                    TextColumn("{task.description:<32}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TextColumn("steps"),
-                    TimeElapsedColumn(),
-                    console=self.out,
-                    transient=True,
-                )
-                self._progress.start()
-                self._task = self._progress.add_task(f"training {component}", total=steps)
+                self._start_bar(f"training {component}", steps, "steps")
         elif self._progress is not None:
             self._progress.update(self._task, completed=step)
 
