@@ -3,6 +3,7 @@ slow; the reference itself is never called slow; nothing of it changes a score."
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -116,7 +117,9 @@ def test_gpt_is_profiled_next_to_the_reference(graded):
         for side in ("learner", "reference"):
             rows = profile[side]
             assert 3 <= len(rows) <= 10, (name, side, rows)
-            assert all(r[0].startswith("aten::") or "::" in r[0] for r in rows), rows
+            # operators (aten::mm, torch::autograd::AccumulateGrad) and autograd's backward
+            # nodes (DivBackward0): which make the top ten depends on the machine's timing
+            assert all("::" in r[0] or re.fullmatch(r"\w+Backward\d*", r[0]) for r in rows), rows
             assert all(r[1] >= 0 and r[2] >= 1 for r in rows), rows
             assert [r[1] for r in rows] == sorted((r[1] for r in rows), reverse=True)
     loop = graded["loop"].artifacts["efficiency"]["GPT"]["profile"]
