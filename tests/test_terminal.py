@@ -146,6 +146,31 @@ def _result(status: str) -> GradeResult:
     return GradeResult("x", [ComponentResult("softmax", "attention", [check])], 1.0, {})
 
 
+def test_an_end_to_end_check_skipped_for_a_failing_part_reads_as_skipped_at_once():
+    """GPT.mixed_precision counts only once the parts it runs pass (explain.settle, after the
+    run); the live line of GPT already says what the results will: a pass, one skipped."""
+    from rich.console import Console
+
+    from llm_grade.engine.explain import NOT_RUN
+    from llm_grade.output.terminal import TerminalReport
+
+    stream = io.StringIO()
+    report = TerminalReport(out=Console(file=stream, width=100), live=False)
+    mha = CheckResult("matches_reference", "MultiHeadAttention", "t", "failed", 0.0, 1.0)
+    gpt = [CheckResult(f"c{i}", "GPT", "t", "passed", 1.0, 1.0) for i in range(3)]
+    e2e = CheckResult("mixed_precision", "GPT", "t", "error", 0.0, 0.5, message=NOT_RUN + ".")
+    checks = [mha, *gpt, e2e]
+    for i, c in enumerate(checks):
+        c.nodeid = f"n{i}"
+    report.plan([(c.component, c.nodeid) for c in checks])
+    for c in checks:
+        report.check_done(c)
+    lines = stream.getvalue().splitlines()
+    assert any(re.fullmatch(r"  ✓ GPT\s+3 checks pass, 1 skipped", line) for line in lines), lines
+    assert any("✗ MultiHeadAttention" in line for line in lines)
+    assert e2e.status == "error"  # (decided on copies: the results are settled once, later)
+
+
 def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch):
     from rich.console import Console
 

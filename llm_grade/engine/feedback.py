@@ -289,7 +289,7 @@ def component_label(component: ComponentResult) -> str:
         "forbidden": "refused code" if _refused(component) else "forbidden API",
     }.get(
         component.status,
-        f"{sum(c.status != 'passed' for c in component.checks)} "
+        f"{sum(c.status not in ('passed', 'skipped') for c in component.checks)} "
         f"of {len(component.checks)} checks fail",
     )
 

@@ -18,6 +18,7 @@ already cleaned of escapes); nothing here runs learner code.
 
 from __future__ import annotations
 
+import copy
 import os
 import textwrap
 from collections import Counter
@@ -190,8 +191,8 @@ class TerminalReport:
                 self._emit(self._component_line(name))
 
     def _component_line(self, name: str) -> Text:
-        checks = [self.results[n] for n in sorted(self.expected[name])]
-        component = ComponentResult(name, "", checks)
+        component = self._settled(name)
+        checks = component.checks
         status = component.status
         mark, style = _MARK.get(status, ("✗", "red"))
         line = Text("  ")
@@ -199,7 +200,10 @@ class TerminalReport:
         line.append(f" {name:<{_NAME_WIDTH}} ")
         label = component_label(component)
         if status == "passed":
-            label = f"{len(checks)} check{'s' * (len(checks) != 1)} pass"
+            passed = sum(c.status == "passed" for c in checks)
+            skipped = len(checks) - passed
+            label = f"{passed} check{'s' * (passed != 1)} pass"
+            label += f", {skipped} skipped" if skipped else ""
         line.append(label, style=None if status == "passed" else style)
         if self.verbosity >= 1:
             for check in checks:
@@ -209,6 +213,24 @@ class TerminalReport:
                 line.append(f" {check.title}  ({points(check.points)} / ")
                 line.append(f"{points(check.max_points)})")
         return line
+
+    def _settled(self, name: str) -> ComponentResult:
+        """``name``'s checks as the results will have them: an end-to-end check of a model
+        whose parts lose points is "skipped" (:func:`llm_grade.engine.explain.settle`),
+        decided here on copies of what is known (each part's line comes before the model's,
+        so its checks are in)."""
+        from llm_grade.engine.explain import END_TO_END, settle
+
+        if not any(owner == name for owner, _ in END_TO_END):
+            return ComponentResult(name, "", [self.results[n] for n in sorted(self.expected[name])])
+        known = [
+            ComponentResult(
+                other, "", [copy.copy(self.results[n]) for n in sorted(ids) if n in self.results]
+            )
+            for other, ids in self.expected.items()
+        ]
+        settle(known)
+        return next(c for c in known if c.name == name)
 
     def _emit(self, text: Text) -> None:
         self.out.print(text)
