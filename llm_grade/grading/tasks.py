@@ -45,7 +45,13 @@ from llm_grade.grading.outcomes import (
     NotImplementedYet,
     WorkerFailure,
 )
-from llm_grade.grading.training import Batch, train_learner, train_reference
+from llm_grade.grading.training import (
+    Batch,
+    learner_model,
+    starting_point,
+    train_learner,
+    train_reference,
+)
 
 MARGIN = 0.25  # of accuracy below the reference's that still passes
 HELD_OUT = 200
@@ -303,8 +309,6 @@ def run_task(
     """Train the learner's model and the reference on ``task`` (see the module docstring):
     the results entry; a model that does not run gets ``{"error": ...}``. Never raises but
     for a lost worker."""
-    from llm_grade.grading.training import unregistered_message
-
     held_out = task.held_out_of(torch.Generator().manual_seed(10_000 + seed), HELD_OUT)
     g = torch.Generator().manual_seed(1_000 + seed)
     batches = [task.batch(task.sample(g, task.batch_size, held_out)) for _ in range(task.steps)]
@@ -319,8 +323,7 @@ def run_task(
         "margin": MARGIN,
     }
     reference = _reference_model(ref_pkg, task, seed)
-    initial = {k: v.detach().clone() for k, v in reference.state_dict().items()}
-    trainable = [n for n, p in reference.named_parameters() if p.requires_grad]
+    initial, trainable = starting_point(reference)
 
     def ref_forward(*args: torch.Tensor) -> torch.Tensor:
         reference.eval()
@@ -342,13 +345,7 @@ def run_task(
     }
     case = f"{task.component}({entry['model']}), seed {seed}: {task.title}"
     try:
-        sub.use_oracles([])  # the learner's own code all the way down
-        student = sub.build(task.component, **task.kwargs)
-        sub.configure(student, train=True, dtype=torch.float32)
-        report = sub.load_state_dict(student, initial)
-        if report.missing or report.unexpected or report.shape_mismatch:
-            message, _ = unregistered_message(task.component, report)
-            raise CheckFailure(message)
+        student = learner_model(sub, task.component, task.kwargs, initial, case)
         forward = _learner_forward(sub, student, case)
         sub.configure(student, train=False)
         before = _accuracy(task.decode(forward, held_out), held_out, task)

@@ -277,21 +277,37 @@ def unregistered_message(component: str, report: StateDictReport) -> tuple[str, 
     return message, UNREGISTERED_LIST if indexed else UNREGISTERED_TENSOR
 
 
-def expect_learns_one_batch(
-    sub, reference: torch.nn.Module, component: str, kwargs: dict, batch: Batch, case: str
-) -> dict:
-    """The check (see the module docstring); returns the loss curves for the report (None
-    when the learner's model does not run in float32: its components' checks say why)."""
+def starting_point(reference: torch.nn.Module) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The weights both models start from (the reference's, copied) and the names of the
+    parameters that train."""
     initial = {k: v.detach().clone() for k, v in reference.state_dict().items()}
-    trainable = [n for n, p in reference.named_parameters() if p.requires_grad]
-    ref_losses, moved = train_reference(reference, batch)
-    sub.use_oracles([])  # the learner's own code all the way down
+    return initial, [n for n, p in reference.named_parameters() if p.requires_grad]
+
+
+def learner_model(
+    sub, component: str, kwargs: dict, initial: dict[str, torch.Tensor], case: str
+) -> dict:
+    """The learner's ``component`` (its own code all the way down), float32, in train mode,
+    loaded with ``initial``; one whose parameters differ raises :class:`CheckFailure`
+    saying what the optimizer cannot see."""
+    sub.use_oracles([])
     student = sub.build(component, **kwargs)
     sub.configure(student, train=True, dtype=torch.float32)
     report = sub.load_state_dict(student, initial)
     if report.missing or report.unexpected or report.shape_mismatch:
         message, hint = unregistered_message(component, report)
         raise CheckFailure(message, counterexample=case, hint=hint)
+    return student
+
+
+def expect_learns_one_batch(
+    sub, reference: torch.nn.Module, component: str, kwargs: dict, batch: Batch, case: str
+) -> dict:
+    """The check (see the module docstring); returns the loss curves for the report (None
+    when the learner's model does not run in float32: its components' checks say why)."""
+    initial, trainable = starting_point(reference)
+    ref_losses, moved = train_reference(reference, batch)
+    student = learner_model(sub, component, kwargs, initial, case)
     run = train_learner(sub, student, initial, trainable, batch, case)
     if run is None:  # as GPT.mixed_precision: what only a working model can show
         return None
@@ -355,6 +371,8 @@ def learns_one_batch(
 
 __all__ = [
     "expect_learns_one_batch",
+    "learner_model",
+    "starting_point",
     "gpt_batch",
     "learns_one_batch",
     "seq2seq_batch",
