@@ -271,16 +271,18 @@ def _learner_forward(sub, student: dict, case: str) -> Callable:
     return forward
 
 
-def _greedy_decode(sub, student: dict, seqs: torch.Tensor, stepwise: torch.Tensor) -> str:
+def _greedy_decode(
+    sub, student: dict, seqs: torch.Tensor, stepwise: torch.Tensor
+) -> tuple[str, str]:
     """The learner's greedy_decode on its trained model, against the step-by-step decode:
-    '' when they agree, else what differs."""
+    (a note, what is wrong), each '' when there is none."""
     src, _ = _split(seqs)
     try:
         got = sub.call("greedy_decode", student, src, LENGTH + 2, BOS, EOS, watch=False)
     except NotImplementedYet:
-        return "greedy_decode is not implemented yet: decoded step by step only"
+        return "greedy_decode is not implemented yet: decoded step by step only", ""
     except (GradingOutcome, WorkerFailure) as exc:
-        return f"greedy_decode failed: {exc.message.splitlines()[0]}"
+        return "", f"greedy_decode failed: {exc.message.splitlines()[0]}"
     if (
         type(got) is not torch.Tensor
         or got.dim() != 2
@@ -289,15 +291,15 @@ def _greedy_decode(sub, student: dict, seqs: torch.Tensor, stepwise: torch.Tenso
         or got.is_floating_point()
     ):
         shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-        return (
+        return "", (
             f"greedy_decode returned {shape}, expected a LongTensor [{len(src)}, <= {LENGTH + 2}]"
         )
     padded = torch.full_like(stepwise, EOS)
     padded[:, : got.shape[1]] = got.long()
     differs = int((_finished(padded) != stepwise).any(1).sum())
     if not differs:
-        return ""
-    return (
+        return "", ""
+    return "", (
         f"your greedy_decode differs on {differs} of {len(src)} rows from decoding the same "
         "model step by step (BOS, then the argmax of the last position's logits, until EOS)"
     )
@@ -370,9 +372,9 @@ def run_task(
         sub.load_state_dict(student, run.state)
         sub.configure(student, train=False)
         guess = task.decode(forward, held_out)
-        greedy = (
-            _greedy_decode(sub, student, held_out, guess) if task.component == "Transformer" else ""
-        )
+        greedy = ("", "")
+        if task.component == "Transformer":
+            greedy = _greedy_decode(sub, student, held_out, guess)
     except (GradingOutcome, LearnerError) as exc:
         entry["error"] = f"not trained: {exc.message.splitlines()[0]}"
         return entry
@@ -388,8 +390,11 @@ def run_task(
     return entry
 
 
-def _verdict(entry: dict, task: Task, stopped: bool, greedy: str) -> dict[str, Any]:
-    """passed (True, False, or None: not judged), the bound and what went wrong."""
+def _verdict(entry: dict, task: Task, stopped: bool, greedy: tuple[str, str]) -> dict[str, Any]:
+    """passed (True, False, or None: not judged), the bound and what went wrong (``greedy``:
+    the note and the problem of the learner's greedy_decode)."""
+    note, wrong = greedy
+    inputs = "held-out inputs" if task.unseen else "inputs"
     ref, mine = entry["reference"], entry["learner"]
     bound = max(0.0, ref["accuracy"] - MARGIN)
     found: dict[str, Any] = {"bound": round(bound, 4)}
@@ -408,19 +413,18 @@ def _verdict(entry: dict, task: Task, stopped: bool, greedy: str) -> dict[str, A
         found["passed"] = False
         found["message"] = (
             f"Your {task.component} does the task before any training "
-            f"({mine['accuracy_before']:.0%} of the held-out rows): its output does not come "
+            f"({mine['accuracy_before']:.0%} of the {inputs}): its output does not come "
             "from its weights."
         )
         return found
-    if greedy and not greedy.startswith("greedy_decode is not implemented"):
+    if wrong:
         found["passed"] = False
-        found["message"] = greedy[0].upper() + greedy[1:] + "."
+        found["message"] = wrong[0].upper() + wrong[1:] + "."
         return found
     found["passed"] = mine["accuracy"] >= bound
-    if greedy:
-        found["note"] = greedy
+    if note:
+        found["note"] = note
     if not found["passed"]:
-        inputs = "held-out inputs" if task.unseen else "inputs"
         found["message"] = (
             f"Your {task.component} learned less than the reference: {mine['accuracy']:.0%} of "
             f"{HELD_OUT} {inputs} right, the reference {ref['accuracy']:.0%} (at least "
