@@ -159,3 +159,16 @@ def test_the_written_out_adamw_is_torchs():
         b.step()
     for p, q in zip(ours, theirs, strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_logits_that_turn_non_finite_while_training_say_training_diverged():
+    import torch
+
+    from llm_grade.grading.compare import CheckFailure
+    from llm_grade.grading.training import _logits
+
+    bad = torch.zeros(2, 3, 5)
+    bad[1, 2, 4] = float("nan")
+    with pytest.raises(CheckFailure, match="After 7 AdamW steps the logits are not finite"):
+        _logits(bad, (2, 3, None), "case", 7)
+    assert _logits(torch.zeros(2, 3, 5), (2, 3, None), "case", 7).shape == (2, 3, 5)

@@ -217,7 +217,8 @@ def train_learner(
 
 
 def _logits(value: Any, shape: tuple, case: str, step: int) -> torch.Tensor:
-    logits = expect_tensor(value, "logits while training", case=case)
+    # (finiteness below, with what it means while training)
+    logits = expect_tensor(value, "logits while training", case=case, finite=False)
     if logits.dim() != 3 or tuple(logits.shape[:2]) != tuple(shape[:2]):
         raise CheckFailure(
             f"While training, the logits have shape {tuple(logits.shape)}, expected "
