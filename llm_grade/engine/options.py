@@ -305,26 +305,19 @@ def click_options(*names: str, **overrides: dict[str, Any]):
             else:
                 ptype = str
             default = meta["cli_default"]
-            if meta["kind"] is bool:
-                command = click.option(
-                    *flags,
-                    name,
-                    is_flag=True,
-                    default=default,
-                    help=_sentence(meta["help"]),
-                )(command)
-                command.__click_params__[-1].llm_grade_option = name
-                continue
-            show = default is not None and not meta["multiple"]
-            command = click.option(
-                *flags,
-                type=ptype,
-                default=default,
-                multiple=meta["multiple"],
-                show_default=show,
-                metavar=meta["metavar"],
-                help=_sentence(meta["help"]),
-            )(command)
+            decls = flags
+            if meta["kind"] is bool:  # a switch: --train, not --train true
+                decls, how = (*flags, name), {"is_flag": True}
+            else:
+                how: dict[str, Any] = {
+                    "type": ptype,
+                    "multiple": meta["multiple"],
+                    "show_default": default is not None and not meta["multiple"],
+                    "metavar": meta["metavar"],
+                }
+            command = click.option(*decls, default=default, help=_sentence(meta["help"]), **how)(
+                command
+            )
             command.__click_params__[-1].llm_grade_option = name
         return command
 
@@ -355,24 +348,21 @@ def add_pytest_options(parser) -> None:
         help_text = f"{meta['help']} (default: {shown})"
         if meta["multiple"]:
             help_text += f"; in the ini file, separated by {os.pathsep!r}"
-        if meta["kind"] is bool:
-            group.addoption(
-                f"--{PYTEST_PREFIX}{_dashed(f.name)}",
-                dest=f"grade_{f.name}",
-                default=None,
-                action="store_true",
-                help=help_text,
-            )
+        if meta["kind"] is bool:  # a switch: given or not
+            how: dict[str, Any] = {"action": "store_true"}
         else:
-            group.addoption(
-                f"--{PYTEST_PREFIX}{_dashed(f.name)}",
-                dest=f"grade_{f.name}",
-                default=None,
-                action="append" if meta["multiple"] else "store",
-                choices=list(meta["choices"]) or None,
-                metavar=meta["metavar"],
-                help=help_text,
-            )
+            how = {
+                "action": "append" if meta["multiple"] else "store",
+                "choices": list(meta["choices"]) or None,
+                "metavar": meta["metavar"],
+            }
+        group.addoption(
+            f"--{PYTEST_PREFIX}{_dashed(f.name)}",
+            dest=f"grade_{f.name}",
+            default=None,
+            help=help_text,
+            **how,
+        )
         parser.addini(f"grade_{f.name}", help_text, default=None)
 
 
