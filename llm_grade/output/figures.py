@@ -23,7 +23,7 @@ from llm_grade.output.geometry import (
     stats_plot,
     vector,
 )
-from llm_grade.output.text import clean, fmt
+from llm_grade.output.text import clean, fmt, percent
 
 
 def _missing(error: Any, what: str) -> str:
@@ -395,10 +395,6 @@ def tasks_view(data: Any, width: int = 360, height: int = 150) -> list[dict] | N
         ref_curve = _smoothed(_curve(ref.get("losses")))
         my_curve = _smoothed(_curve(mine.get("losses")))
 
-        def share(side: dict) -> str:
-            value = side.get("accuracy")
-            return f"{value:.0%}" if isinstance(value, (int, float)) else "-"
-
         examples = [
             {k: clean(e.get(k, ""), 100) for k in ("input", "expected", "got")}
             for e in entry.get("examples") or []
@@ -411,9 +407,9 @@ def tasks_view(data: Any, width: int = 360, height: int = 150) -> list[dict] | N
                 "schedule": clean(entry.get("schedule", ""), 200),
                 "model": clean(entry.get("model", ""), 200),
                 "passed": entry.get("passed") if entry.get("passed") in (True, False) else None,
-                "yours": share(mine),
-                "reference": share(ref),
-                "bound": share({"accuracy": entry.get("bound")}),
+                "yours": percent(mine.get("accuracy")),
+                "reference": percent(ref.get("accuracy")),
+                "bound": percent(entry.get("bound")),
                 "held_out": clean(str(entry.get("held_out", "")), 10),
                 "unseen": entry.get("unseen") is True,
                 "seed": clean(str(entry.get("seed", "")), 12),

@@ -34,6 +34,7 @@ from llm_grade.engine.feedback import (
     points,
 )
 from llm_grade.engine.results import CheckResult, ComponentResult, GradeResult
+from llm_grade.output.text import percent
 
 _MARK = {"passed": ("✓", "green"), "failed": ("✗", "red"), "not_implemented": ("·", "yellow")}
 _NAME_WIDTH = 32
@@ -49,10 +50,6 @@ def _row(values: list, width: int = 6) -> str:
     return " ".join(
         f"{float(v):{width}.3f}" if isinstance(v, float) else f"{v:>{width}}" for v in values
     )
-
-
-def _share(value) -> str:
-    return f"{value:.0%}" if isinstance(value, (int, float)) else "-"
 
 
 def _fall(losses) -> str:
@@ -72,9 +69,9 @@ def task_lines(data) -> list[tuple[bool | None, str, list[str]]]:
             continue
         mine, ref = entry.get("learner") or {}, entry.get("reference") or {}
         line = (
-            f"{title}: yours {_share(mine.get('accuracy'))} of {entry.get('held_out')} "
+            f"{title}: yours {percent(mine.get('accuracy'))} of {entry.get('held_out')} "
             f"{'held-out ' if entry.get('unseen') is True else ''}inputs right, the reference "
-            f"{_share(ref.get('accuracy'))} "
+            f"{percent(ref.get('accuracy'))} "
             f"(loss {_fall(mine.get('losses'))}; reference {_fall(ref.get('losses'))})"
         )
         detail = [entry[k] for k in ("message", "hint", "note") if isinstance(entry.get(k), str)]
@@ -270,7 +267,7 @@ class TerminalReport:
         if slow and self.verbosity >= 0:
             out.print()
             out.print(Text("Efficiency (no points: your scores do not depend on it)", style="bold"))
-            width = min(self.out.width, 100) if self.out.is_terminal else 100
+            width = self._width()
             for line in slow:
                 out.print(
                     Text(textwrap.fill(line, width, initial_indent="  ", subsequent_indent="    "))
@@ -284,7 +281,7 @@ class TerminalReport:
                     style="bold",
                 )
             )
-            width = min(self.out.width, 100) if self.out.is_terminal else 100
+            width = self._width()
             for passed, line, detail in tasks:
                 mark, style = {True: ("✓", "green"), False: ("✗", "red")}.get(
                     passed, ("·", "yellow")
@@ -317,8 +314,12 @@ class TerminalReport:
         for note in notes:
             out.print(Text(note, style="yellow"))
 
+    def _width(self) -> int:
+        """Where long lines wrap: the terminal's width up to 100, else 100."""
+        return min(self.out.width, 100) if self.out.is_terminal else 100
+
     def _print_block(self, block: str) -> None:
-        width = min(self.out.width, 100) if self.out.is_terminal else 100
+        width = self._width()
         lines = block.splitlines()
         self.out.print(Text(lines[0], style="bold"))
         for line in lines[1:]:

@@ -100,4 +100,9 @@ def fmt(value: float) -> str:
     return f"{value:.3f}"
 
 
-__all__ = ["clean", "clean_text", "clean_tree", "code_spans", "fmt", "trim_traceback"]
+def percent(value: Any) -> str:
+    """A share (0.955) as a whole percentage ("96%"); "-" for anything but a number."""
+    return f"{value:.0%}" if isinstance(value, (int, float)) else "-"
+
+
+__all__ = ["clean", "clean_text", "clean_tree", "code_spans", "fmt", "percent", "trim_traceback"]
